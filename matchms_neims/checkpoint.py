@@ -1,0 +1,109 @@
+"""Saving and loading trained models in a versioned, pickle-free format.
+
+A model file is a ``torch.save`` of a plain dict::
+
+    {"format": "matchms-neims-model", "version": 1, "model_class": "NeimsMLP",
+     "model_config": {...}, "featurizer": {...}, "metadata": {...}, "state_dict": {...}}
+
+It is loaded with ``torch.load(weights_only=True)``, so opening a model file never runs code.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from matchms_neims.featurize import Featurizer
+from matchms_neims.models import MODEL_CLASSES
+from matchms_neims.utils import atomic_path
+
+FORMAT_NAME = "matchms-neims-model"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A model file is missing, of another format, or of an unsupported version."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference with everything needed to feed it."""
+
+    model: nn.Module
+    featurizer: Featurizer
+    model_class: str
+    model_config: dict
+    metadata: dict = field(default_factory=dict)
+
+
+def save_model(path: str | os.PathLike, model: nn.Module, model_config: dict, featurizer: Featurizer,
+               metadata: dict | None = None, half_precision: bool = False) -> Path:
+    """Write a model file atomically.
+
+    Parameters
+    ----------
+    path
+        Destination (``.pt``).
+    model
+        The trained module; its class must be in :data:`matchms_neims.models.MODEL_CLASSES`.
+    model_config
+        Keyword arguments that rebuild the module.
+    featurizer
+        The featurizer the model was trained with.
+    metadata
+        Free-form provenance: name, version, training command, metrics, data licence.
+    half_precision
+        Store floating point weights as float16 (half the size; loaded back as float32).
+    """
+    model_class = type(model).__name__
+    if model_class not in MODEL_CLASSES:
+        raise CheckpointError(f"model class {model_class} is not registered in matchms_neims.models.MODEL_CLASSES")
+    state_dict = {}
+    for key, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu()
+        state_dict[key] = tensor.half() if half_precision and tensor.is_floating_point() else tensor
+    payload = {
+        "format": FORMAT_NAME,
+        "version": FORMAT_VERSION,
+        "model_class": model_class,
+        "model_config": dict(model_config),
+        "featurizer": featurizer.to_config(),
+        "metadata": dict(metadata or {}),
+        "state_dict": state_dict,
+    }
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load a model file written by :func:`save_model` (in eval mode, float32)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"model file {path} does not exist")
+    try:
+        payload = torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises many types for foreign files
+        raise CheckpointError(f"{path} is not a matchms-neims model file: {error}") from error
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{path} is not a matchms-neims model file (format {payload.get('format')!r})"
+                              if isinstance(payload, dict) else f"{path} is not a matchms-neims model file")
+    if payload.get("version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} has format version {payload['version']}; this matchms-neims reads up to "
+                              f"{FORMAT_VERSION}. Upgrade matchms-neims.")
+    model_class = MODEL_CLASSES.get(payload["model_class"])
+    if model_class is None:
+        raise CheckpointError(f"{path}: unknown model class {payload['model_class']!r}")
+    model = model_class(**payload["model_config"])
+    state_dict = {key: tensor.float() if tensor.is_floating_point() else tensor
+                  for key, tensor in payload["state_dict"].items()}
+    model.load_state_dict(state_dict)
+    model.to(device).eval()
+    return LoadedModel(model=model, featurizer=Featurizer(**payload["featurizer"]),
+                       model_class=payload["model_class"], model_config=payload["model_config"],
+                       metadata=payload.get("metadata", {}))

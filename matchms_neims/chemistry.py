@@ -1,0 +1,114 @@
+"""Chemistry with RDKit: parsing and standardising structures, formula, masses and InChIKey."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rdkit import Chem, RDLogger
+from rdkit.Chem import rdMolDescriptors
+from rdkit.Chem.MolStandardize import rdMolStandardize
+
+RDLogger.DisableLog("rdApp.*")
+
+_PERIODIC_TABLE = Chem.GetPeriodicTable()
+_LARGEST_FRAGMENT = rdMolStandardize.LargestFragmentChooser(preferOrganic=True)
+
+
+class MoleculeError(ValueError):
+    """A molecule cannot be used; the message names the record and the reason."""
+
+    def __init__(self, record: str, reason: str):
+        self.record = record
+        self.reason = reason
+        super().__init__(f"{record}: {reason}")
+
+
+@dataclass(frozen=True)
+class MoleculeInfo:
+    """Identity of a molecule as written into predicted spectra.
+
+    Attributes
+    ----------
+    smiles
+        Canonical isomeric SMILES of the standardised molecule (largest fragment).
+    inchikey
+        Standard InChIKey (empty when RDKit cannot make an InChI).
+    formula
+        Molecular formula (Hill order).
+    exact_mass
+        Monoisotopic mass (Da).
+    nominal_mass
+        Integer mass from the most abundant isotope of each element: the m/z of M+.
+    """
+
+    smiles: str
+    inchikey: str
+    formula: str
+    exact_mass: float
+    nominal_mass: int
+
+
+def parse_smiles(smiles: str, record: str = "molecule", keep_largest_fragment: bool = True) -> Chem.Mol:
+    """Parse and standardise a SMILES string.
+
+    Salts and mixtures are reduced to their largest organic fragment (the EI spectrum of a
+    hydrochloride is that of the free base).
+
+    Raises
+    ------
+    MoleculeError
+        For an empty or unparsable SMILES, wildcard atoms, or a molecule without heavy atoms.
+    """
+    if smiles is None or not str(smiles).strip():
+        raise MoleculeError(record, "no SMILES given")
+    text = str(smiles).strip()
+    mol = Chem.MolFromSmiles(text)
+    if mol is None:
+        raise MoleculeError(record, f"unparsable SMILES {text!r}")
+    if keep_largest_fragment and len(Chem.GetMolFrags(mol)) > 1:
+        mol = _LARGEST_FRAGMENT.choose(mol)
+    if mol.GetNumHeavyAtoms() == 0 and mol.GetNumAtoms() == 0:
+        raise MoleculeError(record, f"SMILES {text!r} has no atoms")
+    if any(atom.GetAtomicNum() == 0 for atom in mol.GetAtoms()):
+        raise MoleculeError(record, f"SMILES {text!r} has wildcard or dummy atoms")
+    return mol
+
+
+def nominal_mass(mol: Chem.Mol) -> int:
+    """Nominal mass: sum of the mass numbers of the most abundant isotope of each atom (labels respected)."""
+    total = 0
+    for atom in mol.GetAtoms():
+        isotope = atom.GetIsotope()
+        total += isotope if isotope else _PERIODIC_TABLE.GetMostCommonIsotope(atom.GetAtomicNum())
+        total += atom.GetTotalNumHs()  # implicit and explicit hydrogens, 1H
+    return int(total)
+
+
+def describe(mol: Chem.Mol) -> MoleculeInfo:
+    """Canonical SMILES, InChIKey, formula and masses of a parsed molecule."""
+    try:
+        inchikey = Chem.MolToInchiKey(mol) or ""
+    except Exception:  # noqa: BLE001 - RDKit raises several types for exotic structures
+        inchikey = ""
+    return MoleculeInfo(
+        smiles=Chem.MolToSmiles(mol),
+        inchikey=inchikey,
+        formula=rdMolDescriptors.CalcMolFormula(mol),
+        exact_mass=float(rdMolDescriptors.CalcExactMolWt(mol)),
+        nominal_mass=nominal_mass(mol),
+    )
+
+
+def inchikey_block(inchikey: str | None) -> str:
+    """First InChIKey block (the connectivity layer), used to say whether two records are the same molecule."""
+    return (inchikey or "").strip().split("-")[0].upper()
+
+
+def element_counts(mol: Chem.Mol) -> dict[str, int]:
+    """Element symbol -> atom count, hydrogens included."""
+    counts: dict[str, int] = {}
+    for atom in mol.GetAtoms():
+        counts[atom.GetSymbol()] = counts.get(atom.GetSymbol(), 0) + 1
+        if atom.GetTotalNumHs():
+            counts["H"] = counts.get("H", 0) + atom.GetTotalNumHs()
+    return counts

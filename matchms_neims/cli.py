@@ -1,0 +1,110 @@
+"""The ``matchms-neims`` command line.
+
+Sub-commands ``predict`` and ``search`` live here. Commands from other installed packages register
+themselves through the ``matchms_neims.commands`` entry-point group (the ``training`` package adds
+``train`` and ``evaluate`` that way), so this package never imports the training code directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from importlib.metadata import entry_points
+
+from matchms_neims import __version__
+
+logger = logging.getLogger("matchms_neims")
+
+
+def _add_predict(subparsers) -> None:
+    parser = subparsers.add_parser("predict", help="predict EI spectra for molecules and write an in-silico library",
+                                   description="Molecules (.smi, .csv, .sdf, .msp) -> in-silico library (MSP/MGF).")
+    parser.add_argument("input", help="molecules: .smi/.txt (SMILES [name]), .csv/.tsv (smiles + name columns), "
+                                      ".sdf, or .msp/.mgf (their SMILES metadata)")
+    parser.add_argument("-o", "--output", required=True, help="library file to write (.msp or .mgf)")
+    parser.add_argument("--model", default=None, help="model file (default: the bundled model)")
+    parser.add_argument("--format", choices=("msp", "mgf"), default=None, help="output format (default: from -o)")
+    parser.add_argument("--batch-size", type=int, default=512, help="molecules per model call (default 512)")
+    parser.add_argument("--chunk-size", type=int, default=4096, help="molecules read and written per chunk")
+    parser.add_argument("--errors", default=None, help="write skipped records and reasons to this TSV file")
+    parser.add_argument("--min-intensity", type=float, default=0.001,
+                        help="drop predicted peaks below this fraction of the base peak (default 0.001)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.set_defaults(handler=_run_predict)
+
+
+def _run_predict(args) -> int:
+    import torch
+
+    from matchms_neims.library import build_library
+    from matchms_neims.predictor import NeimsPredictor
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    predictor = NeimsPredictor(args.model)
+    summary = build_library(args.input, args.output, file_format=args.format, predictor=predictor,
+                            batch_size=args.batch_size, chunk_size=args.chunk_size, errors_path=args.errors,
+                            min_relative_intensity=args.min_intensity)
+    print(summary)
+    return 0
+
+
+def _add_search(subparsers) -> None:
+    parser = subparsers.add_parser("search", help="search query spectra against a spectral library",
+                                   description="Query MSP/MGF vs library MSP/MGF -> top-k hits per query (TSV).")
+    parser.add_argument("queries", help="query spectra (.msp or .mgf)")
+    parser.add_argument("library", help="library spectra (.msp or .mgf), experimental or predicted")
+    parser.add_argument("-o", "--output", required=True, help="hits table to write (.tsv)")
+    parser.add_argument("--top-k", type=int, default=10, help="hits per query (default 10)")
+    parser.add_argument("--mz-power", type=float, default=None, help="cosine m/z weighting exponent")
+    parser.add_argument("--intensity-power", type=float, default=None, help="cosine intensity weighting exponent")
+    parser.add_argument("--max-mz", type=int, default=None, help="highest m/z compared (default 1000)")
+    parser.set_defaults(handler=_run_search)
+
+
+def _run_search(args) -> int:
+    from matchms_neims.search import DEFAULT_INTENSITY_POWER, DEFAULT_MAX_MZ, DEFAULT_MZ_POWER, search_library
+
+    result = search_library(
+        args.queries, args.library, top_k=args.top_k,
+        mz_power=DEFAULT_MZ_POWER if args.mz_power is None else args.mz_power,
+        intensity_power=DEFAULT_INTENSITY_POWER if args.intensity_power is None else args.intensity_power,
+        max_mz=DEFAULT_MAX_MZ if args.max_mz is None else args.max_mz,
+    )
+    result.to_tsv(args.output)
+    print(f"{result.n_queries} queries searched against {result.n_library} library spectra; "
+          f"hits written to {args.output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="matchms-neims", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"matchms-neims {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_predict(subparsers)
+    _add_search(subparsers)
+    for entry_point in entry_points(group="matchms_neims.commands"):
+        try:
+            entry_point.load()(subparsers)
+        except ImportError as error:  # an optional extension is installed without its dependencies
+            logger.debug("command %s unavailable: %s", entry_point.name, error)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("matchms").setLevel(logging.ERROR)
+    try:
+        return int(args.handler(args) or 0)
+    except (FileNotFoundError, ValueError) as error:
+        logger.error("%s", error)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

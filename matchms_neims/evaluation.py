@@ -1,0 +1,203 @@
+"""Model evaluation: spectrum similarity, peak metrics, library matching (NEIMS protocol) and inference time.
+
+Library matching follows NEIMS (Wei et al. 2019): every experimental spectrum of a held-out molecule
+is a query; the library holds the experimental spectra of all *other* molecules, the predicted
+spectra of the held-out molecules and, optionally, predicted spectra of decoy molecules. A query is
+answered correctly at rank k when its own molecule's predicted spectrum is among the top k hits.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from rdkit.Chem import GraphDescriptors
+
+from matchms_neims.chemistry import MoleculeError, describe, inchikey_block, parse_smiles
+from matchms_neims.metrics import library_ranks, recall_at_k, spectrum_metrics, summarize
+from matchms_neims.predictor import MoleculeInput, NeimsPredictor
+
+MASS_BINS = ((0, 200, "<200 Da"), (200, 400, "200-400 Da"), (400, math.inf, ">400 Da"))
+#: Bertz CT molecular complexity bins.
+COMPLEXITY_BINS = ((0, 250, "low (BertzCT<250)"), (250, 500, "medium (250-500)"), (500, math.inf, "high (>500)"))
+
+
+@dataclass
+class SpectraSet:
+    """Experimental spectra for evaluation: binned vectors and the molecule of each row."""
+
+    vectors: np.ndarray
+    smiles: list[str]
+    keys: list[str]  # InChIKey first block per row
+    names: list[str] = field(default_factory=list)
+
+
+def _bin_label(value: float, bins) -> str:
+    for low, high, label in bins:
+        if low <= value < high:
+            return label
+    return bins[-1][2]
+
+
+def _timing(predictor: NeimsPredictor, smiles: list[str], n_molecules: int) -> dict:
+    """Single-molecule latency (featurize + model + peaks) and batched throughput, in ms per molecule."""
+    sample = smiles[:n_molecules]
+    if not sample:
+        return {}
+    predictor.predict(sample[0])  # warm-up
+    latencies = []
+    for smi in sample:
+        start = time.perf_counter()
+        predictor.predict(smi)
+        latencies.append((time.perf_counter() - start) * 1000)
+    start = time.perf_counter()
+    predictor.predict_batch(sample)
+    batch_ms = (time.perf_counter() - start) * 1000 / len(sample)
+    latencies = np.array(latencies)
+    return {"n_molecules": len(sample), "single_mean_ms": float(latencies.mean()),
+            "single_std_ms": float(latencies.std()), "single_p95_ms": float(np.percentile(latencies, 95)),
+            "single_p99_ms": float(np.percentile(latencies, 99)), "batch_ms_per_molecule": float(batch_ms)}
+
+
+def evaluate_model(predictor: NeimsPredictor, queries: SpectraSet, background: SpectraSet | None = None,
+                   decoy_smiles: list[str] | None = None, ks: tuple[int, ...] = (1, 5, 10, 20),
+                   mz_power: float = 1.0, intensity_power: float = 0.5, timing_molecules: int = 200) -> dict:
+    """Evaluate a predictor on held-out experimental spectra.
+
+    Parameters
+    ----------
+    predictor
+        The model to evaluate.
+    queries
+        Experimental spectra of the held-out molecules (vectors binned to ``predictor.max_mz``).
+    background
+        Experimental spectra of other molecules for the library (rows of query molecules are dropped).
+    decoy_smiles
+        Extra molecules whose predicted spectra join the library as decoys.
+    ks
+        Recall@k values to report.
+    mz_power, intensity_power
+        Cosine weighting of the library search.
+    timing_molecules
+        Molecules timed for the latency statistics (0 to skip).
+
+    Returns
+    -------
+    dict
+        JSON-serialisable report; see :func:`format_report` for a readable table.
+    """
+    unique: dict[str, str] = {}
+    for key, smi in zip(queries.keys, queries.smiles):
+        unique.setdefault(key, smi)
+    batch = predictor.predict_batch([MoleculeInput(smi, key, key) for key, smi in unique.items()])
+    predicted_of = {molecule.name: vector for molecule, vector in zip(batch.molecules, batch.vectors)}
+    info_of = {molecule.name: info for molecule, info in zip(batch.molecules, batch.infos)}
+    rows = [i for i, key in enumerate(queries.keys) if key in predicted_of]
+    true = queries.vectors[rows]
+    row_keys = [queries.keys[i] for i in rows]
+    predicted = np.stack([predicted_of[key] for key in row_keys]) if rows else np.zeros_like(true)
+    per_spectrum = spectrum_metrics(predicted, true)
+
+    # Library: background experimental spectra of other molecules + predictions of the query molecules + decoys.
+    query_key_set = set(predicted_of)
+    library_parts, library_keys = [], []
+    if background is not None and len(background.keys):
+        keep = [i for i, key in enumerate(background.keys) if key not in query_key_set]
+        library_parts.append(background.vectors[keep])
+        library_keys += [background.keys[i] for i in keep]
+    library_parts.append(np.stack(list(predicted_of.values())) if predicted_of else np.zeros((0, true.shape[1])))
+    library_keys += list(predicted_of)
+    n_decoys = 0
+    if decoy_smiles:
+        decoys = predictor.predict_batch(decoy_smiles)
+        decoy_keys = [inchikey_block(info.inchikey) for info in decoys.infos]
+        keep = [i for i, key in enumerate(decoy_keys) if key not in query_key_set]
+        library_parts.append(decoys.vectors[keep])
+        library_keys += [f"decoy:{decoy_keys[i]}" for i in keep]
+        n_decoys = len(keep)
+    library = np.concatenate(library_parts).astype(np.float32)
+    ranks = library_ranks(true, row_keys, library, library_keys, mz_power, intensity_power)
+
+    report = {
+        "n_query_spectra": len(rows),
+        "n_query_molecules": len(predicted_of),
+        "n_unpredictable_molecules": len(batch.errors),
+        "library_size": int(len(library_keys)),
+        "n_decoys": n_decoys,
+        "library_weighting": {"mz_power": mz_power, "intensity_power": intensity_power},
+        "metrics": {name: summarize(values) for name, values in per_spectrum.items()},
+        "library_matching": recall_at_k(ranks, ks),
+    }
+    report["library_matching"]["mean_rank"] = float(ranks[ranks > 0].mean()) if np.any(ranks > 0) else float("nan")
+
+    masses = [info_of[key].nominal_mass for key in row_keys]
+    complexity = {}
+    for key in set(row_keys):
+        try:
+            complexity[key] = GraphDescriptors.BertzCT(parse_smiles(unique[key]))
+        except MoleculeError:
+            complexity[key] = 0.0
+    breakdowns = {}
+    for title, values, bins in (("molecular_weight", masses, MASS_BINS),
+                                ("complexity", [complexity[k] for k in row_keys], COMPLEXITY_BINS)):
+        labels = np.array([_bin_label(v, bins) for v in values])
+        breakdowns[title] = {}
+        for _, _, label in bins:
+            mask = labels == label
+            if not mask.any():
+                continue
+            entry = {"n_spectra": int(mask.sum())}
+            entry.update({f"cosine_{w}": float(per_spectrum[f"cosine_{w}"][mask].mean())
+                          for w in ("sqrt", "neims", "stein")})
+            entry.update(recall_at_k(ranks[mask], ks))
+            breakdowns[title][label] = entry
+    report["breakdowns"] = breakdowns
+    if timing_molecules:
+        report["inference_time"] = _timing(predictor, [unique[key] for key in predicted_of], timing_molecules)
+    report["model"] = {"name": predictor.model_name, "version": predictor.model_version,
+                       "path": str(predictor.model_path) if predictor.model_path else None}
+    return report
+
+
+def format_report(report: dict) -> str:
+    """Readable table of an evaluation report."""
+    lines = [f"model: {report['model']['name']} {report['model']['version']}",
+             f"queries: {report['n_query_spectra']} spectra of {report['n_query_molecules']} molecules "
+             f"({report['n_unpredictable_molecules']} molecules could not be predicted); "
+             f"library: {report['library_size']} spectra ({report['n_decoys']} decoys)", "",
+             f"{'metric':<24}{'mean':>10}{'median':>10}{'std':>10}"]
+    for name, stats in report["metrics"].items():
+        lines.append(f"{name:<24}{stats['mean']:>10.4f}{stats['median']:>10.4f}{stats['std']:>10.4f}")
+    lines += ["", "library matching: " + "  ".join(f"{k}={v:.4f}" for k, v in report["library_matching"].items())]
+    for title, bins in report.get("breakdowns", {}).items():
+        lines += ["", f"by {title.replace('_', ' ')}:"]
+        for label, entry in bins.items():
+            values = "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items())
+            lines.append(f"  {label:<22}{values}")
+    timing = report.get("inference_time")
+    if timing:
+        lines += ["", "inference time per molecule (CPU): " + "  ".join(
+            f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in timing.items())]
+    return "\n".join(lines)
+
+
+def report_to_json(report: dict) -> str:
+    return json.dumps(report, indent=2, sort_keys=False, default=float)
+
+
+def spectra_set_from_spectra(spectra, max_mz: int) -> SpectraSet:
+    """Build a :class:`SpectraSet` from matchms spectra that carry SMILES (molecule key from the structure)."""
+    from matchms_neims.spectra import spectrum_to_vector
+
+    vectors, smiles, keys, names = [], [], [], []
+    for spectrum in spectra:
+        mol = parse_smiles(spectrum.get("smiles"))
+        info = describe(mol)
+        vectors.append(spectrum_to_vector(spectrum, max_mz))
+        smiles.append(info.smiles)
+        keys.append(inchikey_block(spectrum.get("inchikey")) or inchikey_block(info.inchikey))
+        names.append(str(spectrum.get("compound_name") or ""))
+    return SpectraSet(np.stack(vectors) if vectors else np.zeros((0, max_mz + 1), np.float32), smiles, keys, names)

@@ -1,0 +1,120 @@
+"""Molecular features shared by every model.
+
+* :func:`neims_count_fingerprint`: the NEIMS input, a folded Morgan count fingerprint (radius 2, 4096).
+* :func:`student_fingerprint`: ECFP4 bits (4096) + folded Morgan counts (2048) = 6144 values.
+* :func:`molecular_graph`: a :class:`torch_geometric.data.Data` graph with categorical atom and bond
+  features (the OGB-style features of :func:`torch_geometric.utils.from_rdmol`).
+
+:class:`Featurizer` turns SMILES into the model input named in a model's config and checks that
+the molecule fits the model's m/z range, raising :class:`~matchms_neims.chemistry.MoleculeError`
+per record otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from rdkit import Chem
+from rdkit.Chem import rdFingerprintGenerator
+
+from matchms_neims.chemistry import MoleculeError, MoleculeInfo, describe, parse_smiles
+
+FEATURE_KINDS = ("neims_count_ecfp", "student_fingerprint", "graph")
+
+
+@lru_cache(maxsize=8)
+def _morgan_generator(radius: int, n_bits: int):
+    return rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
+
+
+def neims_count_fingerprint(mol: Chem.Mol, n_bits: int = 4096, radius: int = 2) -> np.ndarray:
+    """Folded Morgan (ECFP) count fingerprint as float32, as used by NEIMS."""
+    return _morgan_generator(radius, n_bits).GetCountFingerprintAsNumPy(mol).astype(np.float32)
+
+
+def ecfp_bits(mol: Chem.Mol, n_bits: int = 4096, radius: int = 2) -> np.ndarray:
+    """Folded ECFP bit vector (ECFP4 for radius 2) as float32."""
+    return _morgan_generator(radius, n_bits).GetFingerprintAsNumPy(mol).astype(np.float32)
+
+
+def student_fingerprint(mol: Chem.Mol, n_bits: int = 4096, n_count_bits: int = 2048, radius: int = 2) -> np.ndarray:
+    """ECFP4 bits (``n_bits``) followed by folded Morgan counts (``n_count_bits``): 6144 values by default."""
+    return np.concatenate([ecfp_bits(mol, n_bits, radius), neims_count_fingerprint(mol, n_count_bits, radius)])
+
+
+def molecular_graph(mol: Chem.Mol):
+    """Molecular graph with categorical atom (9) and bond (3) features, from torch_geometric."""
+    from torch_geometric.utils import from_rdmol
+
+    return from_rdmol(mol)
+
+
+@dataclass
+class FeaturizedMolecule:
+    """Model input of one molecule with its identity."""
+
+    info: MoleculeInfo
+    features: object  # numpy vector or torch_geometric Data
+
+
+class Featurizer:
+    """SMILES -> model input, with the checks every model needs.
+
+    Parameters
+    ----------
+    kind
+        One of :data:`FEATURE_KINDS`.
+    max_mz
+        Largest m/z the model predicts; molecules whose M+ lies above it are rejected.
+    n_bits, radius
+        Fingerprint size and Morgan radius (fingerprint kinds).
+    n_count_bits
+        Size of the count part of the student fingerprint.
+    """
+
+    def __init__(self, kind: str = "neims_count_ecfp", max_mz: int = 500, n_bits: int = 4096, radius: int = 2,
+                 n_count_bits: int = 2048):
+        if kind not in FEATURE_KINDS:
+            raise ValueError(f"unknown feature kind {kind!r}; expected one of {FEATURE_KINDS}")
+        self.kind = kind
+        self.max_mz = max_mz
+        self.n_bits = n_bits
+        self.radius = radius
+        self.n_count_bits = n_count_bits
+
+    @property
+    def size(self) -> int:
+        """Length of the feature vector (fingerprint kinds)."""
+        if self.kind == "student_fingerprint":
+            return self.n_bits + self.n_count_bits
+        return self.n_bits
+
+    def features_of_mol(self, mol: Chem.Mol):
+        if self.kind == "neims_count_ecfp":
+            return neims_count_fingerprint(mol, self.n_bits, self.radius)
+        if self.kind == "student_fingerprint":
+            return student_fingerprint(mol, self.n_bits, self.n_count_bits, self.radius)
+        return molecular_graph(mol)
+
+    def __call__(self, smiles: str, record: str = "molecule") -> FeaturizedMolecule:
+        """Featurize one SMILES.
+
+        Raises
+        ------
+        MoleculeError
+            Unparsable SMILES, unsupported content, or M+ above ``max_mz``.
+        """
+        mol = parse_smiles(smiles, record)
+        info = describe(mol)
+        if info.nominal_mass > self.max_mz:
+            raise MoleculeError(
+                record, f"molecular ion m/z {info.nominal_mass} is above the model's range 0..{self.max_mz}")
+        if info.nominal_mass < 2:
+            raise MoleculeError(record, f"molecular ion m/z {info.nominal_mass} is too small to predict")
+        return FeaturizedMolecule(info=info, features=self.features_of_mol(mol))
+
+    def to_config(self) -> dict:
+        return {"kind": self.kind, "max_mz": self.max_mz, "n_bits": self.n_bits, "radius": self.radius,
+                "n_count_bits": self.n_count_bits}

@@ -1,0 +1,130 @@
+"""Evaluation metrics on unit-resolution spectrum vectors (rows = spectra, columns = nominal m/z, base peak 1).
+
+All functions are vectorised over rows and return one value per spectrum unless said otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from matchms_neims.spectra import weight_spectra
+
+#: Cosine weightings reported by the evaluation: (mz_power, intensity_power).
+COSINE_WEIGHTINGS = {
+    "sqrt": (0.0, 0.5),  # cosine of sqrt intensities
+    "neims": (1.0, 0.5),  # NEIMS library matching: m/z^1 * I^0.5
+    "stein": (3.0, 0.6),  # Stein & Scott (1994): m/z^3 * I^0.6
+}
+
+
+def normalized_weighted(vectors: np.ndarray, mz_power: float = 0.0, intensity_power: float = 1.0) -> np.ndarray:
+    """Weight spectra like matchms' cosine and scale each row to unit L2 norm (empty rows stay zero)."""
+    weighted = weight_spectra(vectors, mz_power, intensity_power)
+    norms = np.linalg.norm(weighted, axis=-1, keepdims=True)
+    return np.divide(weighted, norms, out=np.zeros_like(weighted), where=norms > 0)
+
+
+def paired_cosine(predicted: np.ndarray, true: np.ndarray, mz_power: float = 0.0,
+                  intensity_power: float = 1.0) -> np.ndarray:
+    """Cosine between row i of ``predicted`` and row i of ``true`` (matchms CosineGreedy on unit-resolution data)."""
+    a = normalized_weighted(predicted, mz_power, intensity_power)
+    b = normalized_weighted(true, mz_power, intensity_power)
+    return np.sum(a * b, axis=-1)
+
+
+def top_k_peak_recall(predicted: np.ndarray, true: np.ndarray, k: int) -> np.ndarray:
+    """Fraction of the ``k`` most intense true peaks found among the ``k`` most intense predicted peaks.
+
+    Spectra with fewer than ``k`` true peaks are scored on the peaks they have.
+    """
+    n_bins = true.shape[1]
+    k = min(k, n_bins)
+    true_top = np.argpartition(-true, k - 1, axis=1)[:, :k]
+    pred_top = np.argpartition(-predicted, k - 1, axis=1)[:, :k]
+    true_valid = np.take_along_axis(true, true_top, axis=1) > 0
+    pred_valid = np.take_along_axis(predicted, pred_top, axis=1) > 0
+    pred_mask = np.zeros_like(true, dtype=bool)
+    rows = np.repeat(np.arange(true.shape[0]), k)
+    pred_mask[rows, pred_top.ravel()] = pred_valid.ravel()
+    found = np.take_along_axis(pred_mask, true_top, axis=1) & true_valid
+    n_true = true_valid.sum(axis=1)
+    return np.divide(found.sum(axis=1), n_true, out=np.zeros(true.shape[0]), where=n_true > 0)
+
+
+def intensity_errors(predicted: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean absolute error and root mean squared error over all m/z bins (relative intensities, base peak 1)."""
+    difference = predicted - true
+    return np.abs(difference).mean(axis=1), np.sqrt(np.square(difference).mean(axis=1))
+
+
+def peak_detection(predicted: np.ndarray, true: np.ndarray, threshold: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+    """Peak detection rate and false positive rate at ``threshold`` (fraction of the base peak).
+
+    Returns
+    -------
+    detection_rate
+        Of the true peaks above the threshold, the fraction also predicted above it.
+    false_positive_rate
+        Of the predicted peaks above the threshold, the fraction with no true peak above it.
+    """
+    true_peaks = true >= threshold
+    predicted_peaks = predicted >= threshold
+    both = (true_peaks & predicted_peaks).sum(axis=1)
+    n_true, n_predicted = true_peaks.sum(axis=1), predicted_peaks.sum(axis=1)
+    detection = np.divide(both, n_true, out=np.zeros(len(true)), where=n_true > 0)
+    false_positive = np.divide(n_predicted - both, n_predicted, out=np.zeros(len(true)), where=n_predicted > 0)
+    return detection, false_positive
+
+
+def library_ranks(queries: np.ndarray, query_keys: list[str], library: np.ndarray, library_keys: list[str],
+                  mz_power: float = 1.0, intensity_power: float = 0.5, block_size: int = 512) -> np.ndarray:
+    """Rank of the correct molecule for each query in a library search (1 = top hit).
+
+    The score is the weighted cosine; the correct entries are the library rows whose key equals the
+    query's key. Ties are counted against the correct entry (pessimistic). Queries with no correct
+    entry in the library get rank 0.
+    """
+    library_normed = normalized_weighted(library, mz_power, intensity_power)
+    key_index: dict[str, list[int]] = {}
+    for index, key in enumerate(library_keys):
+        key_index.setdefault(key, []).append(index)
+    ranks = np.zeros(len(queries), dtype=np.int64)
+    for start in range(0, len(queries), block_size):
+        block = normalized_weighted(queries[start : start + block_size], mz_power, intensity_power)
+        scores = block @ library_normed.T
+        for row, scores_row in enumerate(scores):
+            correct = key_index.get(query_keys[start + row])
+            if not correct:
+                continue
+            best = scores_row[correct].max()
+            others = np.ones(len(scores_row), dtype=bool)
+            others[correct] = False
+            ranks[start + row] = 1 + int(np.count_nonzero(scores_row[others] >= best))
+    return ranks
+
+
+def recall_at_k(ranks: np.ndarray, ks: tuple[int, ...] = (1, 5, 10, 20)) -> dict[str, float]:
+    """Fraction of queries whose correct molecule is within the top k (queries with rank 0 excluded)."""
+    valid = ranks[ranks > 0]
+    if valid.size == 0:
+        return {f"recall@{k}": float("nan") for k in ks}
+    return {f"recall@{k}": float(np.mean(valid <= k)) for k in ks}
+
+
+def summarize(values: np.ndarray) -> dict[str, float]:
+    """Mean, median and standard deviation of a metric."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.size == 0:
+        return {"mean": float("nan"), "median": float("nan"), "std": float("nan")}
+    return {"mean": float(values.mean()), "median": float(np.median(values)), "std": float(values.std())}
+
+
+def spectrum_metrics(predicted: np.ndarray, true: np.ndarray, peak_threshold: float = 0.01,
+                     top_ks: tuple[int, ...] = (5, 10, 20)) -> dict[str, np.ndarray]:
+    """All per-spectrum metrics at once: name -> array with one value per spectrum."""
+    metrics = {f"cosine_{name}": paired_cosine(predicted, true, *powers) for name, powers in COSINE_WEIGHTINGS.items()}
+    for k in top_ks:
+        metrics[f"top{k}_peak_recall"] = top_k_peak_recall(predicted, true, k)
+    metrics["mae"], metrics["rmse"] = intensity_errors(predicted, true)
+    metrics["peak_detection_rate"], metrics["false_positive_rate"] = peak_detection(predicted, true, peak_threshold)
+    return metrics

@@ -1,0 +1,241 @@
+"""NeimsPredictor: SMILES -> predicted unit-resolution EI spectra (numpy vectors or matchms spectra)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from matchms import Spectrum
+
+from matchms_neims.checkpoint import LoadedModel, load_model
+from matchms_neims.chemistry import MoleculeError, MoleculeInfo
+from matchms_neims.featurize import FeaturizedMolecule
+from matchms_neims.spectra import vector_to_peaks
+
+logger = logging.getLogger(__name__)
+
+BUNDLED_MODEL_FILE = "neims_baseline.pt"
+MAX_LOGGED_ERRORS = 10  # per batch; all errors are returned to the caller
+
+
+def bundled_model_path() -> Path:
+    """Path of the default model shipped inside the package."""
+    return Path(str(resources.files("matchms_neims") / "weights" / BUNDLED_MODEL_FILE))
+
+
+@dataclass
+class MoleculeInput:
+    """A molecule to predict: SMILES plus the name and id used in outputs and error messages."""
+
+    smiles: str
+    name: str = ""
+    record: str = ""
+
+
+def as_molecule_input(item, position: int) -> MoleculeInput:
+    """Accept a SMILES string, ``(smiles, name)``, a dict with ``smiles``, or a matchms Spectrum."""
+    if isinstance(item, MoleculeInput):
+        return item
+    if isinstance(item, str):
+        return MoleculeInput(item, "", f"record {position + 1}")
+    if isinstance(item, Spectrum):
+        name = str(item.get("compound_name") or "")
+        label = str(item.get("spectrum_id") or name or f"record {position + 1}")
+        return MoleculeInput(str(item.get("smiles") or ""), name, label)
+    if isinstance(item, dict):
+        name = str(item.get("compound_name") or item.get("name") or "")
+        record = str(item.get("record") or name or f"record {position + 1}")
+        return MoleculeInput(str(item.get("smiles") or ""), name, record)
+    if isinstance(item, (tuple, list)) and item:
+        name = str(item[1]) if len(item) > 1 else ""
+        return MoleculeInput(str(item[0]), name, name or f"record {position + 1}")
+    raise TypeError(f"record {position + 1}: cannot read a molecule from {type(item).__name__}")
+
+
+@dataclass
+class PredictionBatch:
+    """Predicted spectrum vectors (base peak 1) of the molecules that could be predicted."""
+
+    vectors: np.ndarray
+    molecules: list[MoleculeInput]
+    infos: list[MoleculeInfo]
+    errors: list[MoleculeError]
+
+
+class NeimsPredictor:
+    """Predict EI mass spectra with a trained matchms-neims model.
+
+    Parameters
+    ----------
+    model
+        Path of a model file (``.pt`` written by ``matchms-neims train``); ``None`` loads the
+        bundled default model.
+    device
+        ``"cpu"`` (default) or a torch device string.
+    batch_size
+        Molecules per forward pass.
+
+    Examples
+    --------
+    >>> from matchms_neims import NeimsPredictor
+    >>> predictor = NeimsPredictor()
+    >>> peaks = predictor.predict("CCO")
+    >>> sorted(peaks)
+    ['intensity', 'mz']
+    """
+
+    def __init__(self, model: str | os.PathLike | LoadedModel | None = None, device: str = "cpu",
+                 batch_size: int = 256):
+        if isinstance(model, LoadedModel):
+            self.loaded = model
+            self.model_path = None
+        else:
+            self.model_path = Path(model) if model is not None else bundled_model_path()
+            self.loaded = load_model(self.model_path, device=device)
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.last_errors: list[MoleculeError] = []
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def featurizer(self):
+        return self.loaded.featurizer
+
+    @property
+    def max_mz(self) -> int:
+        return self.loaded.featurizer.max_mz
+
+    @property
+    def model_name(self) -> str:
+        return str(self.loaded.metadata.get("name") or self.loaded.model_class)
+
+    @property
+    def model_version(self) -> str:
+        return str(self.loaded.metadata.get("version") or "")
+
+    # ------------------------------------------------------------------ core
+    def featurize(self, molecules: Sequence[MoleculeInput]) -> tuple[list[int], list[FeaturizedMolecule],
+                                                                     list[MoleculeError]]:
+        """Featurize molecules; returns positions and features of the good ones and the errors of the rest."""
+        positions, featurized, errors = [], [], []
+        for position, molecule in enumerate(molecules):
+            try:
+                featurized.append(self.featurizer(molecule.smiles, molecule.record))
+                positions.append(position)
+            except MoleculeError as error:
+                errors.append(error)
+        return positions, featurized, errors
+
+    @torch.inference_mode()
+    def predict_features(self, featurized: Sequence[FeaturizedMolecule]) -> np.ndarray:
+        """Run the model on featurized molecules; returns spectrum vectors with base peak 1."""
+        if not featurized:
+            return np.zeros((0, self.max_mz + 1), dtype=np.float32)
+        outputs = []
+        for start in range(0, len(featurized), self.batch_size):
+            chunk = featurized[start : start + self.batch_size]
+            features = torch.from_numpy(np.stack([item.features for item in chunk])).to(self.device)
+            masses = torch.tensor([item.info.nominal_mass for item in chunk], device=self.device)
+            sqrt_intensity = self.loaded.model(features, masses)
+            outputs.append(sqrt_intensity.float().cpu().numpy())
+        intensity = np.square(np.concatenate(outputs))
+        peak = intensity.max(axis=1, keepdims=True)
+        return np.divide(intensity, peak, out=np.zeros_like(intensity), where=peak > 0)
+
+    def predict_batch(self, items: Iterable) -> PredictionBatch:
+        """Predict many molecules; bad records are skipped and returned as errors, never fatal."""
+        molecules = [as_molecule_input(item, i) for i, item in enumerate(items)]
+        positions, featurized, errors = self.featurize(molecules)
+        vectors = self.predict_features(featurized)
+        for error in errors[:MAX_LOGGED_ERRORS]:
+            logger.warning("skipped %s", error)
+        if len(errors) > MAX_LOGGED_ERRORS:
+            logger.warning("skipped %d more molecules that cannot be predicted", len(errors) - MAX_LOGGED_ERRORS)
+        return PredictionBatch(vectors, [molecules[i] for i in positions], [f.info for f in featurized], errors)
+
+    # ------------------------------------------------------------------ public API
+    def predict(self, smiles: str, min_relative_intensity: float = 0.001) -> dict[str, np.ndarray]:
+        """Predict one spectrum.
+
+        Returns
+        -------
+        dict
+            ``{"mz": ..., "intensity": ...}``: nominal m/z values and intensities relative to the
+            base peak (1.0), peaks below ``min_relative_intensity`` dropped.
+
+        Raises
+        ------
+        MoleculeError
+            When the SMILES cannot be predicted (the message says why).
+        """
+        _, featurized, errors = self.featurize([MoleculeInput(smiles, "", smiles)])
+        if errors:
+            raise errors[0]
+        mz, intensity = vector_to_peaks(self.predict_features(featurized)[0], min_relative_intensity)
+        return {"mz": mz, "intensity": intensity}
+
+    def spectrum_metadata(self, molecule: MoleculeInput, info: MoleculeInfo) -> dict:
+        """Metadata written into every predicted spectrum (matchms harmonised keys)."""
+        metadata = {
+            "compound_name": molecule.name or info.inchikey or info.smiles,
+            "smiles": info.smiles,
+            "inchikey": info.inchikey,
+            "formula": info.formula,
+            "nominal_mass": info.nominal_mass,
+            "exact_mass": round(info.exact_mass, 5),
+            "ionization": "EI",
+            "predicted": True,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+        }
+        if molecule.smiles and molecule.smiles != info.smiles:
+            metadata["input_smiles"] = molecule.smiles
+        return metadata
+
+    def predict_spectra(self, smiles_or_records: Iterable, batch_size: int | None = None,
+                        min_relative_intensity: float = 0.001, on_error: str = "skip") -> list[Spectrum]:
+        """Predict matchms spectra for many molecules.
+
+        Parameters
+        ----------
+        smiles_or_records
+            SMILES strings, ``(smiles, name)`` pairs, dicts with ``smiles`` (and ``compound_name``),
+            or matchms spectra carrying ``smiles`` metadata.
+        batch_size
+            Molecules per forward pass (default: the predictor's).
+        min_relative_intensity
+            Drop predicted peaks below this fraction of the base peak.
+        on_error
+            ``"skip"`` (default): log and skip molecules that cannot be predicted; the errors are kept
+            in :attr:`last_errors`. ``"raise"``: raise the first error.
+
+        Returns
+        -------
+        list of matchms.Spectrum
+            One per predictable molecule, in input order, with metadata ``smiles``, ``inchikey``,
+            ``formula``, ``nominal_mass``, ``compound_name``, ``predicted=True``, ``model_name`` and
+            ``model_version``.
+        """
+        if on_error not in ("skip", "raise"):
+            raise ValueError("on_error must be 'skip' or 'raise'")
+        previous_batch_size = self.batch_size
+        self.batch_size = batch_size or self.batch_size
+        try:
+            batch = self.predict_batch(smiles_or_records)
+        finally:
+            self.batch_size = previous_batch_size
+        self.last_errors = batch.errors
+        if batch.errors and on_error == "raise":
+            raise batch.errors[0]
+        spectra = []
+        for vector, molecule, info in zip(batch.vectors, batch.molecules, batch.infos):
+            mz, intensity = vector_to_peaks(vector, min_relative_intensity)
+            spectra.append(Spectrum(mz=mz, intensities=intensity, metadata=self.spectrum_metadata(molecule, info),
+                                    metadata_harmonization=False))
+        return spectra

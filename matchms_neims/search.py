@@ -1,0 +1,503 @@
+"""Fast unit-resolution library search: cosine scores of many query spectra against a spectral library.
+
+The search works on nominal-mass (unit-resolution) spectra, as EI libraries do. Every spectrum is binned
+to integer m/z ``0..max_mz`` (peaks rounded to the nearest integer m/z with :func:`numpy.rint`, intensities
+in the same bin summed, peaks above ``max_mz`` or with non-positive intensity dropped, exactly as
+:func:`matchms_neims.spectra.bin_spectrum` does), weighted with ``mz**mz_power * intensity**intensity_power``
+and L2-normalised. A whole block of queries is then scored against the whole library with a single dense
+matrix product, so there is no Python loop over library entries.
+
+On spectra with integer m/z values the scores equal
+``matchms.similarity.CosineGreedy(tolerance=0.5, mz_power=mz_power, intensity_power=intensity_power)``
+computed on the same (binned) spectra, and the matched-peak counts equal CosineGreedy's ``matches``: with
+integer m/z and a tolerance of 0.5 only peaks at the same nominal m/z can pair, so the greedy assignment is
+the identity on shared bins. Spectra with non-integer m/z are binned first; the result then equals
+CosineGreedy on the binned spectra, not on the original high-resolution ones.
+
+The default weighting ``mz_power=1.0, intensity_power=0.5`` is the one NEIMS (Wei et al. 2019) used for
+library matching.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from matchms import Spectrum
+
+from matchms_neims.io import SpectrumRecord, iter_records, spectrum_to_record
+from matchms_neims.utils import atomic_output
+
+DEFAULT_MZ_POWER = 1.0
+DEFAULT_INTENSITY_POWER = 0.5
+DEFAULT_MAX_MZ = 1000
+DEFAULT_TOLERANCE = 0.5
+"""CosineGreedy tolerance the unit-resolution search is equivalent to (documentation only)."""
+
+_BUILD_BLOCK = 4096  # records binned together when building a SpectralMatrix
+_GATHER_ELEMENTS = 1 << 22  # bound on the temporary arrays of the top-k selection and of the matched-peak count
+
+TSV_COLUMNS = (
+    "query_index",
+    "query_name",
+    "query_inchikey",
+    "rank",
+    "score",
+    "matched_peaks",
+    "library_index",
+    "library_name",
+    "library_inchikey",
+    "library_smiles",
+    "library_id",
+)
+
+
+def _text(value) -> str:
+    """Metadata value as a single-line string (``""`` for missing values)."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and np.isnan(value):
+        return ""
+    return str(value).replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
+def _row_metadata(metadata: dict) -> dict:
+    """The identifying metadata of one spectrum: name, inchikey, smiles and spectrum_id."""
+    name = metadata.get("compound_name") or metadata.get("name") or metadata.get("title")
+    spectrum_id = metadata.get("spectrum_id") or metadata.get("spectrumid") or metadata.get("id")
+    return {
+        "name": _text(name),
+        "inchikey": _text(metadata.get("inchikey")),
+        "smiles": _text(metadata.get("smiles")),
+        "spectrum_id": _text(spectrum_id),
+    }
+
+
+def _as_record(item: Spectrum | SpectrumRecord) -> SpectrumRecord:
+    if isinstance(item, SpectrumRecord):
+        return item
+    if isinstance(item, Spectrum):
+        return spectrum_to_record(item)
+    raise TypeError(f"expected a matchms Spectrum or a SpectrumRecord, got {type(item).__name__}")
+
+
+class SpectralMatrix:
+    """Unit-resolution spectra as a dense, weighted and L2-normalised float32 matrix.
+
+    Row ``i`` holds spectrum ``i`` binned to nominal m/z ``0..max_mz`` (see the module docstring),
+    base peak scaled to 1, weighted with ``mz**mz_power * intensity**intensity_power`` and divided by its
+    L2 norm, so that the cosine score of two spectra is the dot product of their rows. Spectra without
+    peaks (or whose weights are all zero, e.g. a single peak at m/z 0 with ``mz_power > 0``) get a zero row
+    and score 0 against everything. Peaks above ``max_mz`` are dropped. The matrix takes about
+    ``5 * n * (max_mz + 1)`` bytes (float32 vectors plus the bool peak matrix).
+
+    Use :meth:`from_file`, :meth:`from_spectra` or :meth:`from_records` to build one.
+
+    Attributes
+    ----------
+    vectors
+        ``(n, max_mz + 1)`` float32 array of weighted, L2-normalised spectra.
+    peaks
+        ``(n, max_mz + 1)`` bool array, True where a spectrum has a peak (used to count matched peaks;
+        unlike ``vectors`` it also marks peaks whose weight is 0, such as m/z 0 when ``mz_power > 0``).
+    metadata
+        One dict per row with the keys ``name``, ``inchikey``, ``smiles`` and ``spectrum_id`` (strings).
+    max_mz, mz_power, intensity_power
+        The settings the matrix was built with.
+    """
+
+    def __init__(
+        self,
+        vectors: np.ndarray,
+        peaks: np.ndarray,
+        metadata: list[dict],
+        max_mz: int = DEFAULT_MAX_MZ,
+        mz_power: float = DEFAULT_MZ_POWER,
+        intensity_power: float = DEFAULT_INTENSITY_POWER,
+    ) -> None:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        peaks = np.asarray(peaks, dtype=bool)
+        if vectors.ndim != 2 or vectors.shape[1] != max_mz + 1:
+            raise ValueError(f"vectors must have shape (n, {max_mz + 1}), got {vectors.shape}")
+        if peaks.shape != vectors.shape:
+            raise ValueError(f"peaks shape {peaks.shape} differs from vectors shape {vectors.shape}")
+        if len(metadata) != vectors.shape[0]:
+            raise ValueError(f"{len(metadata)} metadata entries for {vectors.shape[0]} spectra")
+        self.vectors = vectors
+        self.peaks = peaks
+        self.metadata = list(metadata)
+        self.max_mz = int(max_mz)
+        self.mz_power = float(mz_power)
+        self.intensity_power = float(intensity_power)
+
+    def __len__(self) -> int:
+        return self.vectors.shape[0]
+
+    def __repr__(self) -> str:
+        return (
+            f"SpectralMatrix(n={len(self)}, max_mz={self.max_mz}, mz_power={self.mz_power}, "
+            f"intensity_power={self.intensity_power})"
+        )
+
+    @property
+    def settings(self) -> tuple[int, float, float]:
+        """``(max_mz, mz_power, intensity_power)``."""
+        return self.max_mz, self.mz_power, self.intensity_power
+
+    @classmethod
+    def from_records(
+        cls,
+        records: Iterable[SpectrumRecord | Spectrum],
+        max_mz: int = DEFAULT_MAX_MZ,
+        mz_power: float = DEFAULT_MZ_POWER,
+        intensity_power: float = DEFAULT_INTENSITY_POWER,
+    ) -> SpectralMatrix:
+        """Build the matrix from :class:`~matchms_neims.io.SpectrumRecord` objects (streamed, binned in blocks).
+
+        Parameters
+        ----------
+        records
+            Records (or matchms spectra); any iterable, consumed once.
+        max_mz
+            Highest nominal m/z kept; peaks above it are dropped.
+        mz_power, intensity_power
+            Peak weighting ``mz**mz_power * intensity**intensity_power`` (matchms CosineGreedy convention).
+
+        Returns
+        -------
+        SpectralMatrix
+        """
+        if max_mz < 0:
+            raise ValueError(f"max_mz must be >= 0, got {max_mz}")
+        mz_weights = np.power(np.arange(max_mz + 1, dtype=np.float64), float(mz_power))
+        vector_blocks: list[np.ndarray] = []
+        peak_blocks: list[np.ndarray] = []
+        metadata: list[dict] = []
+        block: list[SpectrumRecord] = []
+
+        def flush() -> None:
+            vectors, peaks = _bin_block(block, max_mz, mz_weights, float(intensity_power))
+            vector_blocks.append(vectors)
+            peak_blocks.append(peaks)
+            block.clear()
+
+        for item in records:
+            record = _as_record(item)
+            metadata.append(_row_metadata(record.metadata))
+            block.append(record)
+            if len(block) >= _BUILD_BLOCK:
+                flush()
+        if block or not vector_blocks:
+            flush()
+        vectors = vector_blocks[0] if len(vector_blocks) == 1 else np.concatenate(vector_blocks)
+        vector_blocks.clear()
+        peaks = peak_blocks[0] if len(peak_blocks) == 1 else np.concatenate(peak_blocks)
+        return cls(vectors, peaks, metadata, max_mz, mz_power, intensity_power)
+
+    @classmethod
+    def from_spectra(
+        cls,
+        spectra: Iterable[Spectrum],
+        max_mz: int = DEFAULT_MAX_MZ,
+        mz_power: float = DEFAULT_MZ_POWER,
+        intensity_power: float = DEFAULT_INTENSITY_POWER,
+    ) -> SpectralMatrix:
+        """Build the matrix from :class:`matchms.Spectrum` objects (see :meth:`from_records`)."""
+        return cls.from_records((spectrum_to_record(s) for s in spectra), max_mz, mz_power, intensity_power)
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | os.PathLike,
+        max_mz: int = DEFAULT_MAX_MZ,
+        mz_power: float = DEFAULT_MZ_POWER,
+        intensity_power: float = DEFAULT_INTENSITY_POWER,
+    ) -> SpectralMatrix:
+        """Build the matrix from an MSP or MGF file, streaming its records (see :meth:`from_records`)."""
+        return cls.from_records(iter_records(path), max_mz, mz_power, intensity_power)
+
+
+def _bin_block(
+    records: Sequence[SpectrumRecord], max_mz: int, mz_weights: np.ndarray, intensity_power: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bin, weight and L2-normalise a block of records at once.
+
+    Returns the float32 weighted vectors and the bool peak matrix, both ``(len(records), max_mz + 1)``.
+    """
+    width = max_mz + 1
+    n = len(records)
+    if n == 0:
+        return np.zeros((0, width), dtype=np.float32), np.zeros((0, width), dtype=bool)
+    lengths = np.fromiter((r.mz.size for r in records), dtype=np.int64, count=n)
+    if lengths.sum():
+        mz = np.concatenate([np.asarray(r.mz, dtype=np.float64).ravel() for r in records])
+        intensities = np.concatenate([np.asarray(r.intensities, dtype=np.float64).ravel() for r in records])
+    else:
+        mz = intensities = np.zeros(0)
+    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
+    with np.errstate(invalid="ignore"):
+        keep = np.isfinite(mz) & np.isfinite(intensities) & (intensities > 0)
+        bins = np.rint(mz[keep])
+        keep_bins = (bins >= 0) & (bins <= max_mz)
+    flat = rows[keep][keep_bins] * width + bins[keep_bins].astype(np.int64)
+    dense = np.bincount(flat, weights=intensities[keep][keep_bins], minlength=n * width)
+    dense = dense.astype(np.float64, copy=False).reshape(n, width)  # bincount returns int64 when nothing is kept
+
+    # Base peak 1 (as bin_spectrum), then weight only the occupied bins (0**0 would be 1 otherwise).
+    base = dense.max(axis=1)
+    dense /= np.where(base > 0, base, 1.0)[:, None]
+    peaks = dense > 0
+    occupied_rows, occupied_cols = np.nonzero(peaks)
+    values = dense[occupied_rows, occupied_cols]
+    if intensity_power != 1.0:
+        values = np.power(values, intensity_power)
+    values = values * mz_weights[occupied_cols]
+    dense[occupied_rows, occupied_cols] = values
+    norms = np.sqrt(np.einsum("ij,ij->i", dense, dense))
+    dense /= np.where(norms > 0, norms, 1.0)[:, None]
+    return dense.astype(np.float32), peaks
+
+
+# --------------------------------------------------------------------------------------------- results
+
+
+@dataclass
+class Hit:
+    """One library match of a query.
+
+    Attributes
+    ----------
+    rank
+        1 for the best hit.
+    library_index
+        Row of the library spectrum (its position in the library file or list).
+    score
+        Cosine score in ``[0, 1]``.
+    matched_peaks
+        Number of nominal m/z values present in both spectra (CosineGreedy's ``matches``).
+    name, inchikey, smiles, spectrum_id
+        Metadata of the library spectrum (``""`` where missing).
+    """
+
+    rank: int
+    library_index: int
+    score: float
+    matched_peaks: int
+    name: str = ""
+    inchikey: str = ""
+    smiles: str = ""
+    spectrum_id: str = ""
+
+
+@dataclass
+class SearchResult:
+    """Hits of every query, best first.
+
+    Attributes
+    ----------
+    hits
+        ``hits[i]`` lists the ``min(top_k, n_library)`` best hits of query ``i``.
+    queries
+        Metadata of each query (keys ``name``, ``inchikey``, ``smiles``, ``spectrum_id``).
+    n_queries, n_library
+        Number of query and library spectra.
+    """
+
+    hits: list[list[Hit]]
+    queries: list[dict] = field(default_factory=list)
+    n_queries: int = 0
+    n_library: int = 0
+
+    def to_rows(self) -> list[dict]:
+        """One dict per (query, hit) with the columns of :data:`TSV_COLUMNS`, in query then rank order."""
+        rows = []
+        for query_index, hits in enumerate(self.hits):
+            query = self.queries[query_index] if query_index < len(self.queries) else {}
+            for hit in hits:
+                rows.append(
+                    {
+                        "query_index": query_index,
+                        "query_name": query.get("name", ""),
+                        "query_inchikey": query.get("inchikey", ""),
+                        "rank": hit.rank,
+                        "score": hit.score,
+                        "matched_peaks": hit.matched_peaks,
+                        "library_index": hit.library_index,
+                        "library_name": hit.name,
+                        "library_inchikey": hit.inchikey,
+                        "library_smiles": hit.smiles,
+                        "library_id": hit.spectrum_id,
+                    }
+                )
+        return rows
+
+    def to_tsv(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_rows` as a tab-separated file with a header line, atomically.
+
+        Scores are written with 6 decimals. Returns the path written.
+        """
+        path = Path(path)
+        with atomic_output(path) as handle:
+            handle.write("\t".join(TSV_COLUMNS) + "\n")
+            for row in self.to_rows():
+                values = [f"{row['score']:.6f}" if key == "score" else _text(row[key]) for key in TSV_COLUMNS]
+                handle.write("\t".join(values) + "\n")
+        return path
+
+
+# --------------------------------------------------------------------------------------------- search
+
+SpectraInput = str | os.PathLike | SpectralMatrix | Spectrum | SpectrumRecord | Iterable[Spectrum | SpectrumRecord]
+
+
+def _as_matrix(
+    spectra: SpectraInput, max_mz: int, mz_power: float, intensity_power: float, role: str
+) -> SpectralMatrix:
+    if isinstance(spectra, SpectralMatrix):
+        wanted = (int(max_mz), float(mz_power), float(intensity_power))
+        if spectra.settings != wanted:
+            raise ValueError(
+                f"{role} SpectralMatrix was built with (max_mz, mz_power, intensity_power) = {spectra.settings} "
+                f"but the search asks for {wanted}; rebuild it or pass matching settings"
+            )
+        return spectra
+    if isinstance(spectra, str | os.PathLike):
+        return SpectralMatrix.from_file(spectra, max_mz, mz_power, intensity_power)
+    if isinstance(spectra, Spectrum | SpectrumRecord):
+        spectra = [spectra]
+    return SpectralMatrix.from_records(spectra, max_mz, mz_power, intensity_power)
+
+
+def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` highest scores per row, sorted by descending score then ascending index."""
+    n_rows, n_cols = scores.shape
+    if k >= n_cols:
+        candidates = np.broadcast_to(np.arange(n_cols), (n_rows, n_cols))
+    else:
+        candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    candidate_scores = np.take_along_axis(scores, candidates, axis=1)
+    order = np.lexsort((candidates, -candidate_scores), axis=1)
+    top = np.take_along_axis(candidates, order, axis=1)
+    if k < n_cols:
+        # argpartition breaks ties at the k-th score arbitrarily; redo rows where the tie crosses the cut.
+        threshold = np.take_along_axis(scores, top[:, -1:], axis=1)
+        crowded = np.flatnonzero(np.count_nonzero(scores >= threshold, axis=1) > k)
+        for row in crowded:
+            tied = np.flatnonzero(scores[row] >= threshold[row, 0])
+            top[row] = tied[np.lexsort((tied, -scores[row, tied]))][:k]
+    return top
+
+
+def _count_matches(query_peaks: np.ndarray, library_peaks: np.ndarray, top: np.ndarray) -> np.ndarray:
+    """Number of shared peaks between each query row and its selected library rows."""
+    n_rows, k = top.shape
+    counts = np.zeros((n_rows, k), dtype=np.int64)
+    width = query_peaks.shape[1]
+    step = max(1, _GATHER_ELEMENTS // max(1, k * width))
+    for start in range(0, n_rows, step):
+        stop = min(start + step, n_rows)
+        shared = library_peaks[top[start:stop]] & query_peaks[start:stop, None, :]
+        counts[start:stop] = np.count_nonzero(shared, axis=2)
+    return counts
+
+
+def iter_search_blocks(
+    queries: SpectralMatrix, library: SpectralMatrix, top_k: int, block_size: int = 1024
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Score query blocks against the library.
+
+    Yields ``(start, indices, scores, matched_peaks)`` per block of at most ``block_size`` queries, each
+    array of shape ``(block, min(top_k, n_library))``. Memory is bounded by ``block_size * n_library``
+    float32 scores.
+    """
+    if queries.settings != library.settings:
+        raise ValueError(f"query settings {queries.settings} differ from library settings {library.settings}")
+    k = min(int(top_k), len(library))
+    library_t = library.vectors.T
+    for start in range(0, len(queries), max(1, int(block_size))):
+        stop = min(start + max(1, int(block_size)), len(queries))
+        if k == 0:
+            empty = np.zeros((stop - start, 0))
+            yield start, empty.astype(np.int64), empty, empty.astype(np.int64)
+            continue
+        scores = queries.vectors[start:stop] @ library_t
+        np.clip(scores, 0.0, 1.0, out=scores)
+        # argpartition needs an int64 index array as large as its input: select in row chunks to bound memory.
+        rows_per_chunk = max(1, _GATHER_ELEMENTS // max(1, scores.shape[1]))
+        top = np.concatenate(
+            [_top_k(scores[i : i + rows_per_chunk], k) for i in range(0, scores.shape[0], rows_per_chunk)]
+        )
+        top_scores = np.take_along_axis(scores, top, axis=1).astype(np.float64)
+        matches = _count_matches(queries.peaks[start:stop], library.peaks, top)
+        yield start, top, top_scores, matches
+
+
+def search_library(
+    queries: SpectraInput,
+    library: SpectraInput,
+    top_k: int = 10,
+    mz_power: float = DEFAULT_MZ_POWER,
+    intensity_power: float = DEFAULT_INTENSITY_POWER,
+    max_mz: int = DEFAULT_MAX_MZ,
+    block_size: int = 1024,
+) -> SearchResult:
+    """Find the ``top_k`` most similar library spectra of every query (unit-resolution cosine).
+
+    Scores equal ``CosineGreedy(tolerance=0.5, mz_power=mz_power, intensity_power=intensity_power)`` on the
+    binned spectra, and matched peaks equal its ``matches`` (see the module docstring). Spectra are binned
+    to nominal m/z first; peaks above ``max_mz`` are dropped. Queries or library spectra without peaks score
+    0 against everything.
+
+    Parameters
+    ----------
+    queries, library
+        An MSP/MGF file path, a list of :class:`matchms.Spectrum`, a list of
+        :class:`~matchms_neims.io.SpectrumRecord`, or a :class:`SpectralMatrix` (which must have been built
+        with the same ``max_mz``, ``mz_power`` and ``intensity_power``).
+    top_k
+        Number of hits per query; fewer when the library is smaller.
+    mz_power, intensity_power
+        Peak weighting ``mz**mz_power * intensity**intensity_power``. The defaults (1, 0.5) are the NEIMS
+        library-matching weights; (0, 1) is the plain cosine.
+    max_mz
+        Highest nominal m/z considered.
+    block_size
+        Queries scored per matrix product; memory is about ``4 * block_size * n_library`` bytes.
+
+    Returns
+    -------
+    SearchResult
+        Hits per query ordered by descending score, ties broken by ascending library index.
+    """
+    if top_k < 0:
+        raise ValueError(f"top_k must be >= 0, got {top_k}")
+    if block_size < 1:
+        raise ValueError(f"block_size must be >= 1, got {block_size}")
+    library_matrix = _as_matrix(library, max_mz, mz_power, intensity_power, "library")
+    query_matrix = _as_matrix(queries, max_mz, mz_power, intensity_power, "query")
+    lib_meta = library_matrix.metadata
+    hits: list[list[Hit]] = []
+    for _start, top, top_scores, matches in iter_search_blocks(query_matrix, library_matrix, top_k, block_size):
+        for indices, scores, counts in zip(top.tolist(), top_scores.tolist(), matches.tolist()):
+            row = []
+            for rank, (index, score, count) in enumerate(zip(indices, scores, counts), start=1):
+                meta = lib_meta[index]
+                row.append(
+                    Hit(
+                        rank=rank,
+                        library_index=index,
+                        score=score,
+                        matched_peaks=count,
+                        name=meta["name"],
+                        inchikey=meta["inchikey"],
+                        smiles=meta["smiles"],
+                        spectrum_id=meta["spectrum_id"],
+                    )
+                )
+            hits.append(row)
+    return SearchResult(
+        hits=hits, queries=list(query_matrix.metadata), n_queries=len(query_matrix), n_library=len(library_matrix)
+    )

@@ -1,0 +1,83 @@
+"""Small helpers shared across the package: atomic file output and quiet matchms logging."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+logger = logging.getLogger("matchms_neims")
+
+
+def _temporary_beside(path: Path) -> str:
+    """Create an empty temporary file next to ``path`` with the permissions a new file would get."""
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_name, 0o666 & ~umask)
+    return tmp_name
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator:
+    """Open a temporary file beside ``path`` and move it onto ``path`` only when the block succeeds.
+
+    An interrupt or exception inside the block removes the temporary file, so ``path`` either keeps
+    its previous content or receives the complete new content, never half of it.
+
+    Parameters
+    ----------
+    path
+        Final destination.
+    mode
+        ``"w"`` for text or ``"wb"`` for binary output.
+    encoding
+        Text encoding (ignored for binary mode).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_name = _temporary_beside(path)
+    try:
+        kwargs = {} if "b" in mode else {"encoding": encoding, "newline": "\n"}
+        with open(tmp_name, mode, **kwargs) as handle:
+            yield handle
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` for libraries that open files themselves (h5py, torch.save)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_name = _temporary_beside(path)
+    try:
+        yield Path(tmp_name)
+        os.replace(tmp_name, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+@contextlib.contextmanager
+def quiet_matchms(level: int = logging.ERROR) -> Iterator[None]:
+    """Temporarily raise the matchms logger level.
+
+    matchms warns once per spectrum when an EI spectrum has no precursor m/z; EI spectra never have
+    one, so these warnings are noise for this package.
+    """
+    matchms_logger = logging.getLogger("matchms")
+    previous = matchms_logger.level
+    matchms_logger.setLevel(level)
+    try:
+        yield
+    finally:
+        matchms_logger.setLevel(previous)

@@ -1,0 +1,80 @@
+"""Molecule-level splits, the HDF5 cache and the lazy dataset."""
+
+from __future__ import annotations
+
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from matchms_neims.featurize import Featurizer
+from training.config import DataConfig
+from training.data import LazyMassSpecDataset, assign_splits, build_cache, read_spectra, scaffold_of
+
+
+def test_random_split_by_molecule_is_deterministic_and_never_leaks():
+    keys = [f"KEY{i % 300:04d}" for i in range(900)]  # 300 molecules, 3 spectra each
+    a = assign_splits(keys, seed=1)
+    assert a == assign_splits(list(reversed(keys)), seed=1)
+    assert a != assign_splits(keys, seed=2)
+    counts = {name: sum(v == name for v in a.values()) for name in ("train", "val", "test")}
+    assert counts == {"train": 240, "val": 30, "test": 30}
+    assert set(a) == set(keys)  # one split per molecule by construction of the mapping
+
+
+def test_scaffold_split_keeps_scaffolds_together():
+    smiles = ["c1ccccc1C", "c1ccccc1CC", "c1ccccc1O", "C1CCCCC1C", "C1CCCCC1O", "c1ccncc1C", "c1ccncc1O",
+              "CCO", "CCCO", "c1ccc2ccccc2c1", "c1ccc2ccccc2c1C", "O=C1CCCC1", "O=C1CCCC1C"] * 2
+    keys = [f"M{i}" for i in range(len(smiles))]
+    assignment = assign_splits(keys, smiles, method="scaffold", fractions=(0.6, 0.2, 0.2), seed=0)
+    by_scaffold = {}
+    for key, smi in zip(keys, smiles):
+        by_scaffold.setdefault(scaffold_of(smi), set()).add(assignment[key])
+    assert all(len(splits) == 1 for splits in by_scaffold.values())
+    assert scaffold_of("c1ccccc1CC") == "c1ccccc1" and scaffold_of("CCO") == ""
+
+
+def test_split_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="sum to 1"):
+        assign_splits(["A"], fractions=(0.5, 0.2, 0.2))
+    with pytest.raises(ValueError, match="unknown split method"):
+        assign_splits(["A"], method="cluster")
+
+
+def test_cache_is_built_reused_and_rebuilt(tmp_path, fixtures_dir):
+    source = tmp_path / "spectra.msp"
+    shutil.copy(fixtures_dir / "massbank_mini.msp", source)
+    config = DataConfig(spectra=str(source), cache=str(tmp_path / "cache.h5"))
+    cache = build_cache(config, progress=False)
+    with h5py.File(cache, "r") as handle:
+        n = handle["spectra"].shape[0]
+        assert handle["spectra"].shape[1] == 501 and handle["spectra"].compression == "gzip"
+        keys = handle["molecule_key"].asstr()[:]
+        split = handle["split"][:]
+        fingerprint = handle.attrs["fingerprint"]
+    assert 0 < n < 117  # derivatives and inconsistent records were dropped
+    for key in set(keys):  # a molecule never lands in two splits
+        assert len(set(split[keys == key])) == 1
+    mtime = cache.stat().st_mtime_ns
+    assert build_cache(config, progress=False) == cache and cache.stat().st_mtime_ns == mtime  # reused
+    with open(source, "a") as handle:  # source changed -> rebuilt
+        handle.write("\nName: extra\nSMILES: CCO\nNum Peaks: 2\n31 999\n46 200\n")
+    build_cache(config, progress=False)
+    with h5py.File(cache, "r") as handle:
+        assert handle.attrs["fingerprint"] != fingerprint
+        assert handle["spectra"].shape[0] == n + 1
+
+
+def test_lazy_dataset_reads_spectra_from_disk(tmp_path, fixtures_dir):
+    config = DataConfig(spectra=str(fixtures_dir / "massbank_mini.msp"), cache=str(tmp_path / "cache.h5"))
+    cache = build_cache(config, progress=False)
+    dataset = LazyMassSpecDataset(cache, "train", Featurizer(n_bits=512))
+    assert not hasattr(dataset, "spectra")  # only metadata is held in RAM
+    item = dataset[3]
+    row = int(dataset.indices[3])
+    np.testing.assert_array_equal(item["target"].numpy(), read_spectra(cache, [row])[0])
+    assert item["features"].shape == (512,)
+    assert item["target"].max() == pytest.approx(1.0)
+    assert int(item["nominal_mass"]) == dataset.metadata.nominal_mass[row]
+    assert item["target"][int(item["nominal_mass"]) + 6 :].sum() == 0  # consistent with its structure

@@ -1,0 +1,60 @@
+"""The bidirectional head and the NEIMS network."""
+
+from __future__ import annotations
+
+import torch
+
+from matchms_neims.models import NeimsMLP
+from matchms_neims.models.heads import BidirectionalHead, mass_mask, reverse_to_mz
+
+
+def test_reverse_to_mz_anchors_loss_zero_at_the_molecular_mass():
+    reverse = torch.zeros(2, 11)
+    reverse[:, 0] = 1.0  # loss 0 -> M+
+    reverse[:, 3] = 0.5  # loss 3 -> M-3
+    out = reverse_to_mz(reverse, torch.tensor([7, 10]))
+    assert out[0].nonzero().flatten().tolist() == [4, 7]
+    assert out[1].nonzero().flatten().tolist() == [7, 10]
+    assert out[0, 7] == 1.0 and out[0, 4] == 0.5
+
+
+def test_head_puts_intensity_at_the_molecular_ion_and_nothing_above_m_plus_margin():
+    head = BidirectionalHead(in_features=4, max_mz=100, isotope_margin=5).eval()
+    with torch.no_grad():
+        for layer in (head.forward_layer, head.reverse_layer, head.gate_layer):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        head.reverse_layer.bias[0] = 3.0  # neutral loss 0
+        head.gate_layer.bias.fill_(-20.0)  # gate -> reverse view everywhere
+        spectra = head(torch.randn(3, 4), torch.tensor([46, 78, 92]))
+    assert spectra.argmax(dim=1).tolist() == [46, 78, 92]
+    # a forward view with intensity everywhere is cut above M + 5
+    with torch.no_grad():
+        head.forward_layer.bias.fill_(1.0)
+        head.gate_layer.bias.fill_(20.0)
+        spectra = head(torch.randn(1, 4), torch.tensor([46]))
+    assert spectra[0, 51] > 0 and spectra[0, 52:].abs().sum() == 0
+
+
+def test_head_is_rectified_in_eval_mode_only():
+    head = BidirectionalHead(in_features=4, max_mz=50)
+    with torch.no_grad():
+        head.forward_layer.bias.fill_(-1.0)
+        head.gate_layer.bias.fill_(20.0)
+    x, mass = torch.randn(2, 4), torch.tensor([40, 45])
+    assert (head.train()(x, mass) < 0).any()
+    assert (head.eval()(x, mass) >= 0).all()
+
+
+def test_mass_mask():
+    mask = mass_mask(torch.tensor([3]), n_bins=10, isotope_margin=2)
+    assert mask[0].tolist() == [1, 1, 1, 1, 1, 1, 0, 0, 0, 0]
+
+
+def test_neims_mlp_shapes_and_gradients():
+    model = NeimsMLP(input_size=64, hidden_size=16, n_blocks=2, max_mz=200)
+    features = torch.randint(0, 4, (5, 64)).float()
+    out = model(features, torch.tensor([50, 60, 70, 80, 190]))
+    assert out.shape == (5, 201)
+    out.pow(2).mean().backward()
+    assert all(p.grad is not None for p in model.parameters())

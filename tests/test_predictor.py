@@ -1,0 +1,79 @@
+"""NeimsPredictor on a few SMILES (a small untrained model; the bundled model is tested separately)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from matchms import Spectrum
+
+from matchms_neims.chemistry import MoleculeError
+from matchms_neims.predictor import NeimsPredictor, bundled_model_path
+
+
+def test_predict_one(tiny_predictor):
+    peaks = tiny_predictor.predict("CCO")
+    assert set(peaks) == {"mz", "intensity"}
+    assert peaks["intensity"].max() == pytest.approx(1.0)
+    assert peaks["mz"].max() <= 46 + 5  # nothing above M+5
+    assert np.all(np.diff(peaks["mz"]) > 0)
+
+
+def test_predict_is_deterministic(tiny_predictor):
+    a, b = tiny_predictor.predict("c1ccccc1O"), tiny_predictor.predict("c1ccccc1O")
+    np.testing.assert_array_equal(a["intensity"], b["intensity"])
+
+
+def test_predict_errors_name_the_reason(tiny_predictor):
+    with pytest.raises(MoleculeError, match="unparsable SMILES"):
+        tiny_predictor.predict("C1CC")
+    with pytest.raises(MoleculeError, match="above the model's range"):
+        tiny_predictor.predict("C" * 40)
+
+
+def test_predict_spectra_metadata_and_skipping(tiny_predictor, caplog):
+    inputs = ["CCO", ("Cc1ccccc1", "toluene"), {"smiles": "not a smiles", "compound_name": "broken"},
+              {"smiles": "CC(C)=O", "compound_name": "acetone"},
+              Spectrum(mz=np.array([10.0]), intensities=np.array([1.0]), metadata={"smiles": "c1ccccc1"},
+                       metadata_harmonization=False)]
+    with caplog.at_level(logging.WARNING):
+        spectra = tiny_predictor.predict_spectra(inputs, batch_size=2)
+    assert [s.get("compound_name") for s in spectra][1:3] == ["toluene", "acetone"]
+    assert len(spectra) == 4
+    assert [str(e) for e in tiny_predictor.last_errors] == ["broken: unparsable SMILES 'not a smiles'"]
+    toluene = spectra[1]
+    assert toluene.get("inchikey") == "YXFVVABEGXRONW-UHFFFAOYSA-N"
+    assert toluene.get("formula") == "C7H8"
+    assert toluene.get("nominal_mass") == 92
+    assert toluene.get("smiles") == "Cc1ccccc1"
+    assert toluene.get("predicted") is True
+    assert toluene.get("model_name") == "tiny" and toluene.get("model_version") == "0.0"
+    assert "precursor" not in caplog.text.lower()
+    with pytest.raises(MoleculeError):
+        tiny_predictor.predict_spectra(["C1CC"], on_error="raise")
+
+
+def test_salt_is_reduced_to_its_largest_fragment(tiny_predictor):
+    (spectrum,) = tiny_predictor.predict_spectra(["CCN.Cl"])
+    assert spectrum.get("smiles") == "CCN" and spectrum.get("nominal_mass") == 45
+    assert spectrum.get("input_smiles") == "CCN.Cl"
+
+
+def test_missing_model_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        NeimsPredictor(tmp_path / "nope.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a matchms-neims model"):
+        NeimsPredictor(tmp_path / "junk.pt")
+
+
+@pytest.mark.skipif(not bundled_model_path().is_file(), reason="bundled model not built yet")
+def test_bundled_model_predicts_ethanol():
+    from matchms_neims import NeimsPredictor as PublicPredictor
+
+    predictor = PublicPredictor()
+    peaks = predictor.predict("CCO")
+    top = peaks["mz"][np.argsort(peaks["intensity"])[::-1][:3]]
+    assert 31 in top  # CH2OH+, the base peak of ethanol's EI spectrum
+    assert predictor.model_name == "neims-baseline"

@@ -1,0 +1,64 @@
+"""``matchms-neims train`` and ``matchms-neims evaluate``, registered through entry points."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+logger = logging.getLogger(__name__)
+
+TRAINABLE_MODELS = ("baseline",)
+
+
+def register_train(subparsers) -> None:
+    parser = subparsers.add_parser("train", help="train a model from a YAML config",
+                                   description="Train a model; the config is a YAML file under training/configs/.")
+    parser.add_argument("model", choices=TRAINABLE_MODELS, help="what to train")
+    parser.add_argument("--config", required=True, help="YAML config (e.g. training/configs/baseline.yaml)")
+    parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/last.ckpt if present")
+    parser.add_argument("--max-epochs", type=int, default=None, help="override optim.max_epochs")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar (logs stay)")
+    parser.set_defaults(handler=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from training.baseline import train_baseline
+    from training.config import TrainConfig
+
+    config = TrainConfig.from_yaml(args.config)
+    if args.max_epochs is not None:
+        config.optim.max_epochs = args.max_epochs
+    path = train_baseline(config, resume=args.resume, progress=not args.no_progress)
+    print(f"model written to {path}")
+    return 0
+
+
+def register_split(subparsers) -> None:
+    parser = subparsers.add_parser("split", help="write the cleaned spectra of one data split as MSP/MGF",
+                                   description="Export a split of the training cache (e.g. the held-out test "
+                                               "molecules' experimental spectra) for searching or evaluation.")
+    parser.add_argument("--config", default="training/configs/baseline.yaml", help="training config (data section)")
+    parser.add_argument("--split", choices=("train", "val", "test"), default="test", help="which split")
+    parser.add_argument("-o", "--output", required=True, help="spectra file to write (.msp or .mgf)")
+    parser.add_argument("--molecules", default=None, help="also write the split's unique molecules as .smi")
+    parser.set_defaults(handler=_run_split)
+
+
+def _run_split(args: argparse.Namespace) -> int:
+    from training.config import TrainConfig
+    from training.data import export_split
+
+    config = TrainConfig.from_yaml(args.config)
+    n_spectra, n_molecules = export_split(config.data, args.split, args.output, args.molecules)
+    print(f"{n_spectra} spectra of {n_molecules} molecules ({args.split} split) written to {args.output}")
+    return 0
+
+
+def register_evaluate(subparsers) -> None:
+    from training.evaluate import add_evaluate_arguments
+
+    parser = subparsers.add_parser("evaluate", help="evaluate a model on a held-out split or spectra file",
+                                   description="Spectrum similarity, peak recall, library-matching Recall@K, "
+                                               "inference time; JSON + table.")
+    add_evaluate_arguments(parser)
+

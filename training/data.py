@@ -1,0 +1,352 @@
+"""Data for training: cleaning, molecule-level splits, the HDF5 cache and the lazy dataset.
+
+The cache holds the cleaned, binned spectra (compressed) and their metadata. It is built once,
+with a progress bar, and reused for as long as the source file's SHA-256 and the cleaning, binning
+and split settings match; otherwise it is rebuilt. :class:`LazyMassSpecDataset` keeps only the
+metadata in RAM and reads spectra from disk when a batch asks for them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import h5py
+import lightning as L
+import numpy as np
+import torch
+from rdkit.Chem.Scaffolds import MurckoScaffold
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from matchms_neims.chemistry import MoleculeError, describe, inchikey_block, parse_smiles
+from matchms_neims.cleaning import clean_spectra
+from matchms_neims.featurize import Featurizer
+from matchms_neims.io import iter_records
+from matchms_neims.spectra import spectrum_to_vector
+from training.config import DataConfig
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+CACHE_FORMAT_VERSION = 1
+
+
+# ----------------------------------------------------------------------------------------- splits
+
+def scaffold_of(smiles: str) -> str:
+    """Bemis-Murcko scaffold SMILES ('' for acyclic molecules or unparsable SMILES)."""
+    try:
+        return MurckoScaffold.MurckoScaffoldSmiles(mol=parse_smiles(smiles))
+    except (MoleculeError, ValueError, RuntimeError):
+        return ""
+
+
+def assign_splits(molecule_keys: list[str], smiles: list[str] | None = None, method: str = "random",
+                  fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 42) -> dict[str, str]:
+    """Assign every molecule (InChIKey first block) to ``train``, ``val`` or ``test``.
+
+    Parameters
+    ----------
+    molecule_keys
+        One key per record (several records of one molecule share a key).
+    smiles
+        SMILES per record, needed for ``method="scaffold"``.
+    method
+        ``"random"``: molecules are shuffled with ``seed`` and cut by ``fractions``.
+        ``"scaffold"``: molecules are grouped by Bemis-Murcko scaffold, and whole groups are assigned
+        (largest groups to training, the rest shuffled), so test scaffolds are unseen in training.
+    fractions
+        Train, validation and test fractions of molecules.
+    seed
+        Random seed; the same keys and seed always give the same split.
+
+    Returns
+    -------
+    dict
+        Molecule key -> split name. A molecule is never in two splits.
+    """
+    if abs(sum(fractions) - 1.0) > 1e-6:
+        raise ValueError(f"split fractions {fractions} must sum to 1")
+    unique_keys = sorted(set(molecule_keys))
+    rng = np.random.default_rng(seed)
+    n_total = len(unique_keys)
+    if method == "random":
+        groups = [[key] for key in unique_keys]
+        order = rng.permutation(len(groups))
+        groups = [groups[i] for i in order]
+    elif method == "scaffold":
+        if smiles is None:
+            raise ValueError("scaffold split needs the SMILES of every record")
+        smiles_of_key = {}
+        for key, smi in zip(molecule_keys, smiles):
+            smiles_of_key.setdefault(key, smi)
+        by_scaffold: dict[str, list[str]] = {}
+        for key in unique_keys:
+            by_scaffold.setdefault(scaffold_of(smiles_of_key[key]), []).append(key)
+        big = sorted((g for g in by_scaffold.values() if len(g) > fractions[2] * n_total / 2), key=len, reverse=True)
+        small = [g for g in by_scaffold.values() if len(g) <= fractions[2] * n_total / 2]
+        order = rng.permutation(len(small))
+        groups = big + [small[i] for i in order]
+    else:
+        raise ValueError(f"unknown split method {method!r}; expected 'random' or 'scaffold'")
+    limits = (fractions[0] * n_total, (fractions[0] + fractions[1]) * n_total)
+    assignment: dict[str, str] = {}
+    n_train = n_val = 0
+    for group in groups:
+        if n_train + len(group) <= limits[0] or n_train == 0:
+            name, n_train = "train", n_train + len(group)
+        elif n_train + n_val + len(group) <= limits[1]:
+            name, n_val = "val", n_val + len(group)
+        else:
+            name = "test"
+        for key in group:
+            assignment[key] = name
+    return assignment
+
+
+# ------------------------------------------------------------------------------------------ cache
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cache_fingerprint(config: DataConfig, source_hash: str) -> str:
+    """Everything that changes the cache content: source hash, cleaning, binning and split settings."""
+    settings = {
+        "format": CACHE_FORMAT_VERSION,
+        "source_sha256": source_hash,
+        "max_mz": config.max_mz,
+        "cleaning": asdict(config.cleaning),
+        "split_method": config.split_method,
+        "split_fractions": list(config.split_fractions),
+        "split_seed": config.split_seed,
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def _string_dataset(group: h5py.Group, name: str, values: list[str]) -> None:
+    group.create_dataset(name, data=np.array(values, dtype=object), dtype=h5py.string_dtype("utf-8"),
+                         compression="gzip")
+
+
+def build_cache(config: DataConfig, force: bool = False, progress: bool = True) -> Path:
+    """Build (or reuse) the HDF5 cache of cleaned, binned, split spectra.
+
+    Returns
+    -------
+    Path
+        The cache file. It is reused when its stored fingerprint matches the source file hash and
+        settings, and rebuilt (atomically) otherwise.
+    """
+    from matchms_neims.utils import atomic_path
+
+    source = Path(config.spectra)
+    if not source.is_file():
+        raise FileNotFoundError(f"spectra file {source} not found")
+    cache = Path(config.cache)
+    fingerprint = cache_fingerprint(config, file_sha256(source))
+    if cache.is_file() and not force:
+        try:
+            with h5py.File(cache, "r") as handle:
+                if handle.attrs.get("fingerprint") == fingerprint:
+                    logger.info("reusing cache %s", cache)
+                    return cache
+        except OSError:
+            pass
+        logger.info("cache %s is stale (source or settings changed): rebuilding", cache)
+
+    records = list(tqdm(iter_records(source), desc=f"reading {source.name}", unit="spectra", disable=not progress))
+    spectra = [record.to_spectrum() for record in records]
+    kept, report = clean_spectra(spectra, config.cleaning, progress=progress)
+    logger.info("%s", report)
+
+    rows = []
+    for spectrum in tqdm(kept, desc="binning", unit="spectra", disable=not progress):
+        mol = parse_smiles(spectrum.get("smiles"))
+        info = describe(mol)
+        key = inchikey_block(spectrum.get("inchikey")) or inchikey_block(info.inchikey)
+        rows.append((spectrum, info, key))
+    keys = [row[2] for row in rows]
+    assignment = assign_splits(keys, [row[1].smiles for row in rows], config.split_method,
+                               tuple(config.split_fractions), config.split_seed)
+    n_bins = config.max_mz + 1
+    with atomic_path(cache) as tmp:
+        with h5py.File(tmp, "w") as handle:
+            vectors = handle.create_dataset("spectra", shape=(len(rows), n_bins), dtype=np.float32,
+                                            chunks=(min(64, max(1, len(rows))), n_bins), compression="gzip")
+            for start in range(0, len(rows), 1024):
+                block = rows[start : start + 1024]
+                vectors[start : start + len(block)] = np.stack(
+                    [spectrum_to_vector(row[0], config.max_mz) for row in block])
+            _string_dataset(handle, "smiles", [row[1].smiles for row in rows])
+            _string_dataset(handle, "inchikey", [row[0].get("inchikey") or row[1].inchikey for row in rows])
+            _string_dataset(handle, "molecule_key", keys)
+            _string_dataset(handle, "compound_name", [str(row[0].get("compound_name") or "") for row in rows])
+            _string_dataset(handle, "spectrum_id", [str(row[0].get("spectrum_id") or "") for row in rows])
+            _string_dataset(handle, "instrument_type", [str(row[0].get("instrument_type") or "") for row in rows])
+            handle.create_dataset("nominal_mass", data=np.array([row[1].nominal_mass for row in rows], dtype=np.int32))
+            handle.create_dataset("split", data=np.array([SPLITS.index(assignment[k]) for k in keys], dtype=np.int8))
+            handle.attrs["fingerprint"] = fingerprint
+            handle.attrs["source"] = str(source)
+            handle.attrs["max_mz"] = config.max_mz
+            handle.attrs["cleaning_report"] = json.dumps(report.to_dict())
+    counts = {name: int(sum(assignment[k] == name for k in keys)) for name in SPLITS}
+    logger.info("cache %s written: %d spectra (train/val/test spectra: %s)", cache, len(rows), counts)
+    return cache
+
+
+class CacheMetadata:
+    """Metadata columns of a cache, held in RAM (no spectra)."""
+
+    def __init__(self, cache_path: str | os.PathLike):
+        self.path = Path(cache_path)
+        with h5py.File(self.path, "r") as handle:
+            self.max_mz = int(handle.attrs["max_mz"])
+            self.split = handle["split"][:]
+            self.nominal_mass = handle["nominal_mass"][:]
+            self.columns = {name: handle[name].asstr()[:] for name in
+                            ("smiles", "inchikey", "molecule_key", "compound_name", "spectrum_id", "instrument_type")}
+
+    def indices(self, split: str | None) -> np.ndarray:
+        if split is None:
+            return np.arange(len(self.split))
+        return np.flatnonzero(self.split == SPLITS.index(split))
+
+
+def read_spectra(cache_path: str | os.PathLike, indices: np.ndarray) -> np.ndarray:
+    """Read binned spectra (rows ``indices``) from a cache."""
+    indices = np.asarray(indices)
+    order = np.argsort(indices)
+    with h5py.File(cache_path, "r") as handle:
+        rows = handle["spectra"][indices[order]] if len(indices) else np.zeros((0, handle["spectra"].shape[1]))
+    out = np.empty_like(rows)
+    out[order] = rows
+    return out
+
+
+def export_split(config: DataConfig, split: str, output: str | os.PathLike,
+                 molecules_output: str | os.PathLike | None = None) -> tuple[int, int]:
+    """Write the cleaned, binned spectra of one split (MSP/MGF, atomically) and optionally its molecules (.smi).
+
+    Returns
+    -------
+    tuple
+        Number of spectra and of unique molecules written.
+    """
+    from matchms_neims.io import SpectrumRecord, write_spectra
+    from matchms_neims.spectra import vector_to_peaks
+    from matchms_neims.utils import atomic_output
+
+    cache = build_cache(config)
+    metadata = CacheMetadata(cache)
+    indices = metadata.indices(split)
+    vectors = read_spectra(cache, indices)
+    records = []
+    for row, vector in zip(indices, vectors):
+        mz, intensities = vector_to_peaks(vector)
+        records.append(SpectrumRecord({
+            "compound_name": metadata.columns["compound_name"][row], "smiles": metadata.columns["smiles"][row],
+            "inchikey": metadata.columns["inchikey"][row], "spectrum_id": metadata.columns["spectrum_id"][row],
+            "instrument_type": metadata.columns["instrument_type"][row], "split": split}, mz, intensities))
+    write_spectra(records, output)
+    unique = {}
+    for row in indices:
+        unique.setdefault(metadata.columns["molecule_key"][row], row)
+    if molecules_output is not None:
+        with atomic_output(molecules_output) as handle:
+            for row in unique.values():
+                name = metadata.columns["compound_name"][row].replace("\t", " ")
+                handle.write(f"{metadata.columns['smiles'][row]}\t{name}\n")
+    return len(records), len(unique)
+
+
+# ---------------------------------------------------------------------------------------- dataset
+
+class LazyMassSpecDataset(Dataset):
+    """Training samples from the HDF5 cache: metadata in RAM, spectra read from disk per item.
+
+    Each item is a dict with ``features`` (model input), ``target`` (binned spectrum, base peak 1),
+    ``nominal_mass`` and ``index`` (row in the cache). Fingerprints are computed on the fly and
+    memoised per molecule as compact uint8 counts.
+    """
+
+    def __init__(self, cache_path: str | os.PathLike, split: str | None, featurizer: Featurizer,
+                 metadata: CacheMetadata | None = None):
+        self.cache_path = Path(cache_path)
+        self.metadata = metadata or CacheMetadata(cache_path)
+        self.indices = self.metadata.indices(split)
+        self.featurizer = featurizer
+        self._handle: h5py.File | None = None
+        self._feature_cache: dict[str, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_handle"] = None  # each DataLoader worker opens its own handle
+        return state
+
+    def _spectra(self) -> h5py.Dataset:
+        if self._handle is None:
+            self._handle = h5py.File(self.cache_path, "r")
+        return self._handle["spectra"]
+
+    def features(self, smiles: str):
+        cached = self._feature_cache.get(smiles)
+        if cached is None:
+            features = self.featurizer.features_of_mol(parse_smiles(smiles))
+            if isinstance(features, np.ndarray):
+                features = np.minimum(features, 255).astype(np.uint8)
+            self._feature_cache[smiles] = cached = features
+        return torch.from_numpy(cached.astype(np.float32)) if isinstance(cached, np.ndarray) else cached
+
+    def __getitem__(self, item: int) -> dict:
+        row = int(self.indices[item])
+        return {
+            "features": self.features(self.metadata.columns["smiles"][row]),
+            "target": torch.from_numpy(np.asarray(self._spectra()[row], dtype=np.float32)),
+            "nominal_mass": torch.tensor(int(self.metadata.nominal_mass[row])),
+            "index": torch.tensor(row),
+        }
+
+
+class SpectraDataModule(L.LightningDataModule):
+    """Lightning DataModule over the cache (train/val/test splits by molecule)."""
+
+    def __init__(self, config: DataConfig, featurizer: Featurizer):
+        super().__init__()
+        self.config = config
+        self.featurizer = featurizer
+        self.datasets: dict[str, LazyMassSpecDataset] = {}
+
+    def prepare_data(self) -> None:
+        build_cache(self.config)
+
+    def setup(self, stage: str | None = None) -> None:
+        cache = build_cache(self.config, progress=False) if not Path(self.config.cache).is_file() else self.config.cache
+        metadata = CacheMetadata(cache)
+        for split in SPLITS:
+            self.datasets[split] = LazyMassSpecDataset(cache, split, self.featurizer, metadata)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(self.datasets[split], batch_size=self.config.batch_size, shuffle=shuffle,
+                          num_workers=self.config.num_workers, persistent_workers=self.config.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)

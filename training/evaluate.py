@@ -1,0 +1,81 @@
+"""``matchms-neims evaluate``: evaluate a model on a held-out split of the training cache or on a spectra file."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from matchms_neims.cleaning import clean_spectra
+from matchms_neims.evaluation import SpectraSet, evaluate_model, format_report, report_to_json, spectra_set_from_spectra
+from matchms_neims.io import load_spectra
+from matchms_neims.library import read_molecules
+from matchms_neims.predictor import NeimsPredictor
+from matchms_neims.utils import atomic_output
+from training.config import TrainConfig
+from training.data import SPLITS, CacheMetadata, build_cache, read_spectra
+
+logger = logging.getLogger(__name__)
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="model file (default: the bundled model)")
+    parser.add_argument("--config", default="training/configs/baseline.yaml",
+                        help="training config whose data cache and split are used (default: baseline.yaml)")
+    parser.add_argument("--split", choices=("val", "test"), default="test",
+                        help="held-out split to evaluate (default: test)")
+    parser.add_argument("--spectra", default=None,
+                        help="evaluate on this MSP/MGF file (with SMILES) instead of a split of the cache")
+    parser.add_argument("--background", default=None,
+                        help="with --spectra: experimental library spectra of other molecules (MSP/MGF)")
+    parser.add_argument("--decoys", default=None, help="molecules (.smi/.csv/.sdf) predicted as library decoys")
+    parser.add_argument("--max-decoys", type=int, default=None, help="use only the first N decoy molecules")
+    parser.add_argument("--mz-power", type=float, default=1.0, help="library search m/z weighting (default 1)")
+    parser.add_argument("--intensity-power", type=float, default=0.5, help="library search intensity weighting")
+    parser.add_argument("--timing-molecules", type=int, default=200, help="molecules timed for latency (0: skip)")
+    parser.add_argument("-o", "--output", default=None, help="write the report as JSON here")
+    parser.set_defaults(handler=run_evaluate)
+
+
+def split_sets(config: TrainConfig, split: str) -> tuple[SpectraSet, SpectraSet]:
+    """Queries (the split's spectra) and background (all spectra of the other splits) from the cache."""
+    cache = build_cache(config.data)
+    metadata = CacheMetadata(cache)
+    split_code = SPLITS.index(split)
+    sets = []
+    for indices in (np.flatnonzero(metadata.split == split_code), np.flatnonzero(metadata.split != split_code)):
+        sets.append(SpectraSet(read_spectra(cache, indices), list(metadata.columns["smiles"][indices]),
+                               list(metadata.columns["molecule_key"][indices]),
+                               list(metadata.columns["compound_name"][indices])))
+    return sets[0], sets[1]
+
+
+def file_set(path: str, config: TrainConfig) -> SpectraSet:
+    spectra, report = clean_spectra(load_spectra(path), config.data.cleaning)
+    logger.info("%s: %s", path, report)
+    return spectra_set_from_spectra(spectra, config.data.max_mz)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    config = TrainConfig.from_yaml(args.config)
+    predictor = NeimsPredictor(args.model)
+    if args.spectra:
+        queries = file_set(args.spectra, config)
+        background = file_set(args.background, config) if args.background else None
+    else:
+        queries, background = split_sets(config, args.split)
+    decoys = None
+    if args.decoys:
+        decoys = [m.smiles for m in read_molecules(args.decoys)]
+        decoys = decoys[: args.max_decoys] if args.max_decoys else decoys
+    report = evaluate_model(predictor, queries, background, decoys, mz_power=args.mz_power,
+                            intensity_power=args.intensity_power, timing_molecules=args.timing_molecules)
+    report["evaluated_on"] = args.spectra or f"{config.data.spectra} ({args.split} split, {config.data.split_method})"
+    print(format_report(report))
+    if args.output:
+        with atomic_output(Path(args.output)) as handle:
+            handle.write(report_to_json(report))
+        print(f"\nreport written to {args.output}")
+    return 0
