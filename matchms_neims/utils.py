@@ -38,18 +38,9 @@ def atomic_output(path: str | os.PathLike, mode: str = "w", encoding: str | None
     encoding
         Text encoding (ignored for binary mode).
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_name = _temporary_beside(path)
-    try:
-        kwargs = {} if "b" in mode else {"encoding": encoding, "newline": "\n"}
-        with open(tmp_name, mode, **kwargs) as handle:
-            yield handle
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
+    kwargs = {} if "b" in mode else {"encoding": encoding, "newline": "\n"}
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as handle:
+        yield handle
 
 
 @contextlib.contextmanager

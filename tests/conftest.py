@@ -1,4 +1,4 @@
-"""Shared fixtures: tiny models built in seconds, paths of the test fixtures and of the shared data."""
+"""Shared fixtures: tiny models built in seconds and the path of the test fixtures."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")

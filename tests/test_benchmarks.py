@@ -6,13 +6,14 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from matchms_neims.io import iter_records
 from matchms_neims.predictor import bundled_model_path
 
-from .conftest import SHARED_DATA
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 pytestmark = [
     pytest.mark.benchmark,

@@ -16,15 +16,19 @@ def record_label(spectrum: Spectrum) -> str:
     return " ".join(parts) or "unnamed record"
 
 
-def smiles_problem(spectrum: Spectrum) -> str | None:
+def record_molecule(spectrum: Spectrum):
+    """``(mol, None)`` for a spectrum whose SMILES parses, else ``(None, reason)``."""
     smiles = spectrum.get("smiles")
     if not smiles:
-        return "no SMILES"
+        return None, "no SMILES"
     try:
-        parse_smiles(smiles, record_label(spectrum))
+        return parse_smiles(smiles, record_label(spectrum)), None
     except MoleculeError as error:
-        return error.reason
-    return None
+        return None, error.reason
+
+
+def smiles_problem(spectrum: Spectrum) -> str | None:
+    return record_molecule(spectrum)[1]
 
 
 def derivative_problem(spectrum: Spectrum) -> str | None:
@@ -60,13 +64,9 @@ def consistency_problem(spectrum: Spectrum, min_relative_intensity: float = 0.02
     lies above the monoisotopic mass of the molecule plus its isotope window. Derivatised samples
     whose SMILES is the parent compound, contaminated and mislabelled records fail this test.
     """
-    smiles = spectrum.get("smiles")
-    if not smiles:
-        return "no SMILES"
-    try:
-        mol = parse_smiles(smiles, record_label(spectrum))
-    except MoleculeError as error:
-        return error.reason
+    mol, reason = record_molecule(spectrum)
+    if mol is None:
+        return reason
     from rdkit.Chem import rdMolDescriptors
 
     mass = rdMolDescriptors.CalcExactMolWt(mol)
@@ -83,13 +83,9 @@ def consistency_problem(spectrum: Spectrum, min_relative_intensity: float = 0.02
 
 
 def mass_range_problem(spectrum: Spectrum, max_mz: int = 500) -> str | None:
-    smiles = spectrum.get("smiles")
-    if not smiles:
-        return "no SMILES"
-    try:
-        mol = parse_smiles(smiles, record_label(spectrum))
-    except MoleculeError as error:
-        return error.reason
+    mol, reason = record_molecule(spectrum)
+    if mol is None:
+        return reason
     mass = molecule_nominal_mass(mol)
     if mass > max_mz:
         return f"molecular ion m/z {mass} is above the m/z range 0..{max_mz}"
