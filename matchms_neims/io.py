@@ -277,36 +277,43 @@ def _format_peaks(mz: np.ndarray, intensities: np.ndarray) -> list[str]:
     return [f"{m} {i}" for m, i in zip(mz_text, int_text)]
 
 
-def format_msp_record(metadata: dict, mz: np.ndarray, intensities: np.ndarray) -> str:
-    """Format one record as NIST-style MSP text (``Name:`` first, ``Num Peaks:`` then one peak per line)."""
+def msp_header(metadata: dict) -> str:
+    """The metadata lines of an MSP record (``Name:`` first), each ending with a newline."""
     lines = []
     for key, label in _MSP_HEADER_KEYS:
         value = metadata.get(key)
         if value not in (None, ""):
-            lines.append(f"{label}: {_format_value(value)}")
+            lines.append(f"{label}: {_format_value(value)}\n")
     for synonym in metadata.get("synonyms", []) or []:
-        lines.append(f"Synon: {synonym}")
+        lines.append(f"Synon: {synonym}\n")
     written = {key for key, _ in _MSP_HEADER_KEYS} | _SKIPPED_KEYS
     for key, value in metadata.items():
         if key not in written and value not in (None, ""):
-            lines.append(f"{key}: {_format_value(value)}")
-    lines.append(f"Num Peaks: {len(mz)}")
-    lines.extend(_format_peaks(np.asarray(mz), np.asarray(intensities)))
-    return "\n".join(lines) + "\n\n"
+            lines.append(f"{key}: {_format_value(value)}\n")
+    return "".join(lines)
+
+
+def format_msp_record(metadata: dict, mz: np.ndarray, intensities: np.ndarray) -> str:
+    """Format one record as NIST-style MSP text (``Name:`` first, ``Num Peaks:`` then one peak per line)."""
+    peak_lines = _format_peaks(np.asarray(mz), np.asarray(intensities))
+    return msp_header(metadata) + f"Num Peaks: {len(peak_lines)}\n" + "".join(p + "\n" for p in peak_lines) + "\n"
+
+
+def mgf_header(metadata: dict) -> str:
+    """``BEGIN IONS`` and the metadata lines of an MGF record, each ending with a newline."""
+    title = metadata.get("compound_name") or metadata.get("spectrum_id") or metadata.get("inchikey") or ""
+    lines = ["BEGIN IONS\n", f"TITLE={_format_value(title)}\n"]
+    for key, value in metadata.items():
+        if key in _SKIPPED_KEYS or key == "title" or value in (None, ""):
+            continue
+        lines.append(f"{key.upper()}={_format_value(value)}\n")
+    return "".join(lines)
 
 
 def format_mgf_record(metadata: dict, mz: np.ndarray, intensities: np.ndarray) -> str:
     """Format one record as MGF text."""
-    lines = ["BEGIN IONS"]
-    title = metadata.get("compound_name") or metadata.get("spectrum_id") or metadata.get("inchikey") or ""
-    lines.append(f"TITLE={_format_value(title)}")
-    for key, value in metadata.items():
-        if key in _SKIPPED_KEYS or key == "title" or value in (None, ""):
-            continue
-        lines.append(f"{key.upper()}={_format_value(value)}")
-    lines.extend(_format_peaks(np.asarray(mz), np.asarray(intensities)))
-    lines.append("END IONS")
-    return "\n".join(lines) + "\n\n"
+    peak_lines = _format_peaks(np.asarray(mz), np.asarray(intensities))
+    return mgf_header(metadata) + "".join(p + "\n" for p in peak_lines) + "END IONS\n\n"
 
 
 def _as_record(item: Spectrum | SpectrumRecord) -> SpectrumRecord:

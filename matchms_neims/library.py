@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from matchms_neims.io import detect_format, format_mgf_record, format_msp_record, iter_records
+from matchms_neims.io import detect_format, iter_records, mgf_header, msp_header
 from matchms_neims.predictor import MoleculeInput, NeimsPredictor, as_molecule_input
 from matchms_neims.spectra import vector_to_peaks
 from matchms_neims.utils import atomic_output
@@ -46,9 +46,6 @@ SMILES_COLUMNS = ("smiles", "canonical_smiles", "isomeric_smiles")
 NAME_COLUMNS = ("name", "compound_name", "id", "title")
 #: Intensity of the base peak in written libraries (library convention).
 INTENSITY_SCALE = 999
-
-_MSP_EMPTY_PEAKS = "Num Peaks: 0\n\n"
-_MGF_END = "END IONS\n\n"
 
 
 class MoleculeFileError(ValueError):
@@ -327,16 +324,10 @@ def _library_peaks(vector: np.ndarray, min_relative_intensity: float) -> tuple[l
 def _format_record(file_format: str, metadata: dict, mz: list[int], intensities: list[int],
                    peaks: _PeakFormatter) -> str:
     """One library record; identical to :func:`format_msp_record` / :func:`format_mgf_record`, but faster."""
+    peak_text = peaks(mz, intensities) + "\n" if mz else ""
     if file_format == "msp":
-        head = format_msp_record(metadata, np.zeros(0), np.zeros(0))
-        if head.endswith(_MSP_EMPTY_PEAKS):
-            return "".join((head[: -len(_MSP_EMPTY_PEAKS)], "Num Peaks: ", str(len(mz)), "\n",
-                            peaks(mz, intensities), "\n\n"))
-        return format_msp_record(metadata, np.asarray(mz, dtype=np.float64), np.asarray(intensities, dtype=np.float64))
-    head = format_mgf_record(metadata, np.zeros(0), np.zeros(0))
-    if head.endswith(_MGF_END):
-        return "".join((head[: -len(_MGF_END)], peaks(mz, intensities), "\n", _MGF_END))
-    return format_mgf_record(metadata, np.asarray(mz, dtype=np.float64), np.asarray(intensities, dtype=np.float64))
+        return "".join((msp_header(metadata), "Num Peaks: ", str(len(mz)), "\n", peak_text, "\n"))
+    return "".join((mgf_header(metadata), peak_text, "END IONS\n\n"))
 
 
 def _as_inputs(molecules: Iterable) -> Iterator[MoleculeInput]:
