@@ -260,7 +260,7 @@ def _format_value(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return f"{value:.6g}" if abs(value) < 1e6 else str(value)
+        return f"{value:.10g}"
     return str(value).replace("\n", " ")
 
 
