@@ -10,7 +10,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 
 from matchms_neims.checkpoint import save_model
 from matchms_neims.featurize import Featurizer
@@ -105,10 +105,13 @@ def train_baseline(config: TrainConfig, resume: bool = False, progress: bool = T
     checkpointing = ModelCheckpoint(dirpath=output_dir, filename="best-{epoch:03d}-{val_cosine:.4f}",
                                     monitor="val_cosine", mode="max", save_last=True, save_top_k=1)
     early_stopping = EarlyStopping(monitor="val_cosine", mode="max", patience=config.optim.early_stopping_patience)
+    callbacks = [checkpointing, early_stopping, EpochLogger()]
+    if config.optim.ema_decay > 0:
+        callbacks.append(EMAWeightAveraging(decay=config.optim.ema_decay))
     trainer = L.Trainer(
         accelerator=config.trainer.accelerator, devices=config.trainer.devices, num_nodes=config.trainer.num_nodes,
         strategy=config.trainer.strategy, precision=config.trainer.precision, max_epochs=config.optim.max_epochs,
-        gradient_clip_val=config.optim.gradient_clip, callbacks=[checkpointing, early_stopping, EpochLogger()],
+        gradient_clip_val=config.optim.gradient_clip, callbacks=callbacks,
         plugins=[AtomicCheckpointIO()], default_root_dir=output_dir, enable_progress_bar=progress,
         log_every_n_steps=20, deterministic=False,
     )

@@ -46,6 +46,7 @@ class OptimConfig:
     gradient_clip: float = 1.0
     mass_power: float = 1.0  # loss weight of bin m/z: (mz / max_mz) ** mass_power
     early_stopping_patience: int = 12
+    ema_decay: float = 0.0  # > 0: validate, checkpoint and export an exponential moving average of the weights
 
 
 @dataclass
