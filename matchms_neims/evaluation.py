@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from rdkit.Chem import GraphDescriptors
 
-from matchms_neims.chemistry import MoleculeError, describe, inchikey_block, parse_smiles
+from matchms_neims.chemistry import describe, inchikey_block, parse_smiles
 from matchms_neims.metrics import library_ranks, recall_at_k, spectrum_metrics, summarize
 from matchms_neims.predictor import MoleculeInput, NeimsPredictor
 
@@ -89,27 +89,34 @@ def evaluate_model(predictor: NeimsPredictor, queries: SpectraSet, background: S
     dict
         JSON-serialisable report; see :func:`format_report` for a readable table.
     """
-    unique: dict[str, str] = {}
+    # One prediction per distinct structure: isotope-labelled analogues share the InChIKey first block
+    # with their parent but not the spectrum.
+    key_of_smiles: dict[str, str] = {}
     for key, smi in zip(queries.keys, queries.smiles):
-        unique.setdefault(key, smi)
-    batch = predictor.predict_batch([MoleculeInput(smi, key, key) for key, smi in unique.items()])
-    predicted_of = {molecule.name: vector for molecule, vector in zip(batch.molecules, batch.vectors)}
-    info_of = {molecule.name: info for molecule, info in zip(batch.molecules, batch.infos)}
-    rows = [i for i, key in enumerate(queries.keys) if key in predicted_of]
+        key_of_smiles.setdefault(smi, key)
+    batch = predictor.predict_batch([MoleculeInput(smi, smi, key) for smi, key in key_of_smiles.items()])
+    predicted_of = {molecule.smiles: vector for molecule, vector in zip(batch.molecules, batch.vectors)}
+    info_of = {molecule.smiles: info for molecule, info in zip(batch.molecules, batch.infos)}
+    rows = [i for i, smi in enumerate(queries.smiles) if smi in predicted_of]
     true = queries.vectors[rows]
     row_keys = [queries.keys[i] for i in rows]
-    predicted = np.stack([predicted_of[key] for key in row_keys]) if rows else np.zeros_like(true)
+    row_smiles = [queries.smiles[i] for i in rows]
+    predicted = np.stack([predicted_of[smi] for smi in row_smiles]) if rows else np.zeros_like(true)
     per_spectrum = spectrum_metrics(predicted, true)
 
     # Library: background experimental spectra of other molecules + predictions of the query molecules + decoys.
-    query_key_set = set(predicted_of)
+    # A hit is correct when its InChIKey first block is the query's (NEIMS protocol).
+    query_key_set = set(row_keys)
     library_parts, library_keys = [], []
     if background is not None and len(background.keys):
         keep = [i for i, key in enumerate(background.keys) if key not in query_key_set]
         library_parts.append(background.vectors[keep])
         library_keys += [background.keys[i] for i in keep]
-    library_parts.append(np.stack(list(predicted_of.values())) if predicted_of else np.zeros((0, true.shape[1])))
-    library_keys += list(predicted_of)
+    # one predicted entry per (structure, molecule key): canonical SMILES -> one input spelling
+    structures = {(info_of[smi].smiles, key): smi for smi, key in zip(row_smiles, row_keys)}
+    library_parts.append(np.stack([predicted_of[smi] for smi in structures.values()]) if structures
+                         else np.zeros((0, true.shape[1])))
+    library_keys += [key for _, key in structures]
     n_decoys = 0
     if decoy_smiles:
         decoys = predictor.predict_batch(decoy_smiles)
@@ -123,7 +130,8 @@ def evaluate_model(predictor: NeimsPredictor, queries: SpectraSet, background: S
 
     report = {
         "n_query_spectra": len(rows),
-        "n_query_molecules": len(predicted_of),
+        "n_query_molecules": len(query_key_set),
+        "n_query_structures": len(structures),
         "n_unpredictable_molecules": len(batch.errors),
         "library_size": int(len(library_keys)),
         "n_decoys": n_decoys,
@@ -133,16 +141,11 @@ def evaluate_model(predictor: NeimsPredictor, queries: SpectraSet, background: S
     }
     report["library_matching"]["mean_rank"] = float(ranks[ranks > 0].mean()) if np.any(ranks > 0) else float("nan")
 
-    masses = [info_of[key].nominal_mass for key in row_keys]
-    complexity = {}
-    for key in set(row_keys):
-        try:
-            complexity[key] = GraphDescriptors.BertzCT(parse_smiles(unique[key]))
-        except MoleculeError:
-            complexity[key] = 0.0
+    masses = [info_of[smi].nominal_mass for smi in row_smiles]
+    complexity = {smi: GraphDescriptors.BertzCT(parse_smiles(smi)) for smi in predicted_of}
     breakdowns = {}
     for title, values, bins in (("molecular_weight", masses, MASS_BINS),
-                                ("complexity", [complexity[k] for k in row_keys], COMPLEXITY_BINS)):
+                                ("complexity", [complexity[smi] for smi in row_smiles], COMPLEXITY_BINS)):
         labels = np.array([_bin_label(v, bins) for v in values])
         breakdowns[title] = {}
         for _, _, label in bins:
@@ -156,7 +159,7 @@ def evaluate_model(predictor: NeimsPredictor, queries: SpectraSet, background: S
             breakdowns[title][label] = entry
     report["breakdowns"] = breakdowns
     if timing_molecules:
-        report["inference_time"] = _timing(predictor, [unique[key] for key in predicted_of], timing_molecules)
+        report["inference_time"] = _timing(predictor, list(predicted_of), timing_molecules)
     report["model"] = {"name": predictor.model_name, "version": predictor.model_version,
                        "path": str(predictor.model_path) if predictor.model_path else None}
     return report
