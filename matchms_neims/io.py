@@ -172,6 +172,14 @@ def iter_msp(path: str | os.PathLike) -> Iterator[SpectrumRecord]:
                 continue
             if key == "comments" and "=" in value:
                 _parse_comment_pairs(value, metadata)
+            if key == "cas#" and ";" in value:
+                # NIST exports put two fields on one line: "CAS#: 64-17-5;  NIST#: 1234"
+                value, _, rest = value.partition(";")
+                value = value.strip()
+                other_key, _, other_value = rest.partition(":")
+                if other_value:
+                    other_key = other_key.strip().lower()
+                    metadata[_MSP_KEY_ALIASES.get(other_key, other_key)] = other_value.strip()
             if key == "num peaks":
                 in_peaks = True
                 try:

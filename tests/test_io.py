@@ -22,6 +22,7 @@ def test_nist_style_msp_quirks(fixtures_dir):
     # SMILES from a MoNA/NIST style Comments field
     assert ethanol.metadata["smiles"] == "CCO"
     assert ethanol.metadata["nominal_mass"] == "46"
+    assert ethanol.metadata["cas#"] == "64-17-5" and ethanol.metadata["nist_id"] == "1234"  # "CAS#: ..;  NIST#: .."
     # tab separated peaks, "Num peaks" in lower case, a record that starts without a blank line
     assert toluene.mz.tolist() == [39, 51, 65, 91, 92]
     assert toluene.peak_comments == {65.0: "C5H5+"}
