@@ -12,6 +12,7 @@ RDLogger.DisableLog("rdApp.*")
 
 _PERIODIC_TABLE = Chem.GetPeriodicTable()
 _LARGEST_FRAGMENT = rdMolStandardize.LargestFragmentChooser(preferOrganic=True)
+_UNCHARGER = rdMolStandardize.Uncharger()
 
 
 class MoleculeError(ValueError):
@@ -51,8 +52,9 @@ class MoleculeInfo:
 def parse_smiles(smiles: str, record: str = "molecule", keep_largest_fragment: bool = True) -> Chem.Mol:
     """Parse and standardise a SMILES string.
 
-    Salts and mixtures are reduced to their largest organic fragment (the EI spectrum of a
-    hydrochloride is that of the free base).
+    Salts and mixtures are reduced to their largest organic fragment, which is then neutralised
+    where possible (the EI spectrum of a hydrochloride is that of the free base; nitro groups and
+    quaternary ammonium ions keep their charges).
 
     Raises
     ------
@@ -67,6 +69,7 @@ def parse_smiles(smiles: str, record: str = "molecule", keep_largest_fragment: b
         raise MoleculeError(record, f"unparsable SMILES {text!r}")
     if keep_largest_fragment and len(Chem.GetMolFrags(mol)) > 1:
         mol = _LARGEST_FRAGMENT.choose(mol)
+        mol = _UNCHARGER.uncharge(mol)
     if mol.GetNumHeavyAtoms() == 0 and mol.GetNumAtoms() == 0:
         raise MoleculeError(record, f"SMILES {text!r} has no atoms")
     if any(atom.GetAtomicNum() == 0 for atom in mol.GetAtoms()):
