@@ -33,7 +33,7 @@ from training.config import DataConfig
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
-CACHE_FORMAT_VERSION = 1
+CACHE_FORMAT_VERSION = 2  # 2: salts neutralised after the largest fragment is chosen
 
 
 # ----------------------------------------------------------------------------------------- splits
