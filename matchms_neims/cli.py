@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("matchms").setLevel(logging.ERROR)
+    logging.getLogger("lightning.pytorch").propagate = False  # Lightning prints through its own handler
     try:
         return int(args.handler(args) or 0)
     except (FileNotFoundError, ValueError) as error:
