@@ -471,7 +471,7 @@ def build_library(
     summary = LibrarySummary(n_input=n_input, n_written=n_written, n_failed=n_input - n_written, output=output,
                              errors_path=errors_path, elapsed=time.perf_counter() - start, errors=errors,
                              file_format=file_format)
-    logger.info("%s", summary)
+    logger.debug("%s", summary)
     return summary
 
 

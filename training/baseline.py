@@ -128,7 +128,7 @@ def train_baseline(config: TrainConfig, resume: bool = False, progress: bool = T
         "name": config.export.name,
         "version": config.export.version,
         "model_class": config.model_class,
-        "training_command": " ".join(shlex.quote(a) for a in sys.argv),
+        "training_command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]),
         "training_data": config.data.spectra,
         "best_epoch_checkpoint": Path(best_path).name,
         "val_cosine": float(best_score) if best_score is not None else None,
