@@ -1,0 +1,183 @@
+"""Teacher network: GINEConv graph branch + ECFP branch -> bidirectional head, with MC-dropout uncertainty.
+
+The graph branch reads the categorical atom and bond features of
+:func:`matchms_neims.featurize.molecular_graph` (torch_geometric's OGB-style features). A bond-breaking
+attention scores every bond from ``[h_i || h_j || e_ij]``; the scores (sigmoid probabilities) scale
+the bond embeddings that enter every message-passing layer, so they shape the prediction, and they
+are returned for inspection and for later supervision.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch_geometric.nn import AttentionalAggregation, GINEConv, PairNorm, global_max_pool, global_mean_pool
+from torch_geometric.utils import dropout_edge
+from torch_geometric.utils.smiles import e_map, x_map
+
+from matchms_neims.models.heads import BidirectionalHead
+
+#: Number of categories of each atom / bond feature column of :func:`torch_geometric.utils.from_rdmol`.
+ATOM_FEATURE_SIZES = tuple(len(values) for values in x_map.values())
+BOND_FEATURE_SIZES = tuple(len(values) for values in e_map.values())
+
+
+class CategoricalEmbedding(nn.Module):
+    """Sum of one learnt embedding per categorical feature column."""
+
+    def __init__(self, sizes: tuple[int, ...], dim: int):
+        super().__init__()
+        self.embeddings = nn.ModuleList(nn.Embedding(size, dim) for size in sizes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        features = features.long()
+        return sum(embedding(features[:, i]) for i, embedding in enumerate(self.embeddings))
+
+
+class BondBreakingAttention(nn.Module):
+    """Per-bond probability from an MLP over ``[h_i || h_j || e_ij]``."""
+
+    def __init__(self, node_dim: int, edge_dim: int, hidden_size: int):
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(2 * node_dim + edge_dim, hidden_size), nn.ReLU(),
+                                 nn.Linear(hidden_size, 1))
+
+    def forward(self, h: torch.Tensor, edge_index: torch.Tensor, edge_embedding: torch.Tensor) -> torch.Tensor:
+        source, target = edge_index
+        return torch.sigmoid(self.mlp(torch.cat([h[source], h[target], edge_embedding], dim=-1))).squeeze(-1)
+
+
+class GINELayer(nn.Module):
+    """GINEConv -> BatchNorm -> ReLU -> PairNorm -> dropout, with DropEdge while training."""
+
+    def __init__(self, hidden_size: int, edge_dim: int, dropout: float, drop_edge: float):
+        super().__init__()
+        mlp = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, hidden_size))
+        self.conv = GINEConv(mlp, edge_dim=edge_dim)
+        self.norm = nn.BatchNorm1d(hidden_size)
+        self.pair_norm = PairNorm()
+        self.dropout = nn.Dropout(dropout)
+        self.drop_edge = drop_edge
+
+    def forward(self, h, edge_index, edge_features, batch):
+        edge_index, kept = dropout_edge(edge_index, p=self.drop_edge, training=self.training)
+        h = self.conv(h, edge_index, edge_features[kept])
+        h = self.pair_norm(torch.relu(self.norm(h)), batch)
+        return self.dropout(h)
+
+
+class TeacherOutput(NamedTuple):
+    """Everything the teacher computes for a batch."""
+
+    spectrum: torch.Tensor  # (batch, max_mz + 1), sqrt intensities
+    bond_break_probability: torch.Tensor  # (n_edges,), one per directed bond of the batch graph
+    ecfp_embedding: torch.Tensor  # (batch, ecfp_hidden[-1]), for feature distillation
+    graph_embedding: torch.Tensor  # (batch, 3 * hidden_size)
+
+
+class TeacherGNN(nn.Module):
+    """GINE + ECFP hybrid teacher.
+
+    Parameters
+    ----------
+    atom_embedding_dim, bond_embedding_dim
+        Sizes of the categorical atom and bond embeddings (128 in the design).
+    hidden_size
+        Width of the message-passing layers (256).
+    n_layers
+        Number of GINEConv layers (8).
+    dropout
+        Dropout after every GNN layer and in the ECFP and fusion MLPs (0.3).
+    drop_edge
+        Fraction of edges dropped per layer while training (0.2).
+    attention_hidden
+        Hidden size of the bond-breaking attention and of the attention-pooling gate.
+    ecfp_size
+        Length of the ECFP4 bit vector (4096).
+    ecfp_hidden
+        Sizes of the ECFP branch layers (1024, 512); the last one is the exposed ``ecfp_embedding``.
+    fusion_hidden
+        Sizes of the fusion MLP after concatenating the pooled graph (3 * hidden) and ECFP embeddings.
+    max_mz, isotope_margin
+        Output range and the bins allowed above the molecular mass (bidirectional head).
+    """
+
+    def __init__(self, atom_embedding_dim: int = 128, bond_embedding_dim: int = 128, hidden_size: int = 256,
+                 n_layers: int = 8, dropout: float = 0.3, drop_edge: float = 0.2, attention_hidden: int = 128,
+                 ecfp_size: int = 4096, ecfp_hidden: tuple[int, ...] = (1024, 512),
+                 fusion_hidden: tuple[int, ...] = (1024, 512), max_mz: int = 500, isotope_margin: int = 5):
+        super().__init__()
+        self.max_mz = max_mz
+        self.atom_embedding = CategoricalEmbedding(ATOM_FEATURE_SIZES, atom_embedding_dim)
+        self.bond_embedding = CategoricalEmbedding(BOND_FEATURE_SIZES, bond_embedding_dim)
+        self.atom_projection = nn.Linear(atom_embedding_dim, hidden_size)
+        self.bond_attention = BondBreakingAttention(hidden_size, bond_embedding_dim, attention_hidden)
+        self.layers = nn.ModuleList(GINELayer(hidden_size, bond_embedding_dim, dropout, drop_edge)
+                                    for _ in range(n_layers))
+        self.attention_pool = AttentionalAggregation(
+            nn.Sequential(nn.Linear(hidden_size, attention_hidden), nn.ReLU(), nn.Linear(attention_hidden, 1)))
+        self.ecfp_branch = _mlp(ecfp_size, tuple(ecfp_hidden), dropout)
+        self.fusion = _mlp(3 * hidden_size + ecfp_hidden[-1], tuple(fusion_hidden), dropout)
+        self.head = BidirectionalHead(fusion_hidden[-1], max_mz=max_mz, isotope_margin=isotope_margin)
+
+    def forward_with_details(self, graph, ecfp: torch.Tensor, nominal_mass: torch.Tensor) -> TeacherOutput:
+        """Run the teacher on a torch_geometric ``Batch`` (``x``, ``edge_index``, ``edge_attr``, ``batch``)."""
+        batch = graph.batch if getattr(graph, "batch", None) is not None else torch.zeros(
+            graph.x.shape[0], dtype=torch.long, device=graph.x.device)
+        n_graphs = ecfp.shape[0]
+        h = self.atom_projection(self.atom_embedding(graph.x))
+        bond_embedding = self.bond_embedding(graph.edge_attr)
+        bond_probability = self.bond_attention(h, graph.edge_index, bond_embedding)
+        edge_features = bond_embedding * bond_probability.unsqueeze(-1)
+        for layer in self.layers:
+            h = layer(h, graph.edge_index, edge_features, batch)
+        pooled = torch.cat([global_mean_pool(h, batch, n_graphs), global_max_pool(h, batch, n_graphs),
+                            self.attention_pool(h, batch, dim_size=n_graphs)], dim=-1)
+        ecfp_embedding = self.ecfp_branch(ecfp)
+        fused = self.fusion(torch.cat([pooled, ecfp_embedding], dim=-1))
+        return TeacherOutput(self.head(fused, nominal_mass), bond_probability, ecfp_embedding, pooled)
+
+    def forward(self, graph, ecfp: torch.Tensor, nominal_mass: torch.Tensor) -> torch.Tensor:
+        """Predicted spectra in sqrt-intensity space, shape ``(batch, max_mz + 1)``."""
+        return self.forward_with_details(graph, ecfp, nominal_mass).spectrum
+
+    @torch.no_grad()
+    def predict_with_uncertainty(self, graph, ecfp: torch.Tensor, nominal_mass: torch.Tensor, n_samples: int = 30,
+                                 seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Monte-Carlo dropout: mean and standard deviation of ``n_samples`` stochastic predictions.
+
+        Only the dropout layers are switched to sampling; BatchNorm uses (and keeps) its running
+        statistics and DropEdge stays off, so the call changes no state of the model.
+
+        Returns
+        -------
+        mean, std
+            Both of shape ``(batch, max_mz + 1)``, in sqrt-intensity space (rectified).
+        """
+        was_training = self.training
+        self.eval()
+        dropouts = [module for module in self.modules() if isinstance(module, nn.Dropout)]
+        generator_state = torch.random.get_rng_state()
+        if seed is not None:
+            torch.manual_seed(seed)
+        try:
+            for module in dropouts:
+                module.train()
+            samples = torch.stack([self(graph, ecfp, nominal_mass) for _ in range(n_samples)])
+        finally:
+            for module in dropouts:
+                module.eval()
+            self.train(was_training)
+            if seed is not None:
+                torch.random.set_rng_state(generator_state)
+        return samples.mean(dim=0), samples.std(dim=0)
+
+
+def _mlp(in_features: int, sizes: tuple[int, ...], dropout: float) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for size in sizes:
+        layers += [nn.Linear(in_features, size), nn.ReLU(), nn.Dropout(dropout)]
+        in_features = size
+    return nn.Sequential(*layers)
