@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from matchms_neims.featurize import Featurizer
-from matchms_neims.models import MODEL_CLASSES
+from matchms_neims.models import get_model_class
 from matchms_neims.utils import atomic_path
 
 FORMAT_NAME = "matchms-neims-model"
@@ -60,8 +60,10 @@ def save_model(path: str | os.PathLike, model: nn.Module, model_config: dict, fe
         Store floating point weights as float16 (half the size; loaded back as float32).
     """
     model_class = type(model).__name__
-    if model_class not in MODEL_CLASSES:
-        raise CheckpointError(f"model class {model_class} is not registered in matchms_neims.models.MODEL_CLASSES")
+    try:
+        get_model_class(model_class)
+    except KeyError as error:
+        raise CheckpointError(f"model class {model_class} is not registered in matchms_neims.models") from error
     state_dict = {}
     for key, tensor in model.state_dict().items():
         tensor = tensor.detach().cpu()
@@ -96,9 +98,10 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     if payload.get("version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} has format version {payload['version']}; this matchms-neims reads up to "
                               f"{FORMAT_VERSION}. Upgrade matchms-neims.")
-    model_class = MODEL_CLASSES.get(payload["model_class"])
-    if model_class is None:
-        raise CheckpointError(f"{path}: unknown model class {payload['model_class']!r}")
+    try:
+        model_class = get_model_class(payload["model_class"])
+    except KeyError as error:
+        raise CheckpointError(f"{path}: unknown model class {payload['model_class']!r}") from error
     model = model_class(**payload["model_config"])
     state_dict = {key: tensor.float() if tensor.is_floating_point() else tensor
                   for key, tensor in payload["state_dict"].items()}

@@ -17,7 +17,7 @@ import numpy as np
 from rdkit.Chem import GraphDescriptors
 
 from matchms_neims.chemistry import describe, inchikey_block, parse_smiles
-from matchms_neims.metrics import library_ranks, recall_at_k, spectrum_metrics, summarize
+from matchms_neims.metrics import library_ranks, recall_at_k, spectrum_metrics, summarize, uncertainty_calibration
 from matchms_neims.predictor import MoleculeInput, NeimsPredictor
 
 MASS_BINS = ((0, 200, "<200 Da"), (200, 400, "200-400 Da"), (400, math.inf, ">400 Da"))
@@ -64,7 +64,8 @@ def _timing(predictor: NeimsPredictor, smiles: list[str], n_molecules: int) -> d
 
 def evaluate_model(predictor: NeimsPredictor, queries: SpectraSet, background: SpectraSet | None = None,
                    decoy_smiles: list[str] | None = None, ks: tuple[int, ...] = (1, 5, 10, 20),
-                   mz_power: float = 1.0, intensity_power: float = 0.5, timing_molecules: int = 200) -> dict:
+                   mz_power: float = 1.0, intensity_power: float = 0.5, timing_molecules: int = 200,
+                   uncertainty_samples: int = 30) -> dict:
     """Evaluate a predictor on held-out experimental spectra.
 
     Parameters
@@ -83,6 +84,9 @@ def evaluate_model(predictor: NeimsPredictor, queries: SpectraSet, background: S
         Cosine weighting of the library search.
     timing_molecules
         Molecules timed for the latency statistics (0 to skip).
+    uncertainty_samples
+        For models with MC-dropout uncertainty: samples per molecule for the calibration report
+        (``uncertainty_calibration``; 0 to skip). The metrics above use the deterministic prediction.
 
     Returns
     -------
@@ -158,6 +162,14 @@ def evaluate_model(predictor: NeimsPredictor, queries: SpectraSet, background: S
             entry.update(recall_at_k(ranks[mask], ks))
             breakdowns[title][label] = entry
     report["breakdowns"] = breakdowns
+    if uncertainty_samples and predictor.supports_uncertainty and rows:
+        mc = predictor.predict_batch([MoleculeInput(smi, smi, key_of_smiles[smi]) for smi in predicted_of],
+                                     uncertainty_samples=uncertainty_samples)
+        position = {molecule.smiles: i for i, molecule in enumerate(mc.molecules)}
+        take = [position[smi] for smi in row_smiles]
+        report["uncertainty_calibration"] = {
+            "mc_dropout_samples": uncertainty_samples,
+            **uncertainty_calibration(mc.sqrt_mean[take], mc.sqrt_std[take], true, np.array(masses))}
     if timing_molecules:
         report["inference_time"] = _timing(predictor, list(predicted_of), timing_molecules)
     report["model"] = {"name": predictor.model_name, "version": predictor.model_version,
@@ -180,6 +192,15 @@ def format_report(report: dict) -> str:
         for label, entry in bins.items():
             values = "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items())
             lines.append(f"  {label:<22}{values}")
+    calibration = report.get("uncertainty_calibration")
+    if calibration:
+        lines += ["", f"MC-dropout uncertainty ({calibration['mc_dropout_samples']} samples): "
+                      f"std vs |error| per bin pearson={calibration['bin_pearson']:.3f} "
+                      f"spearman={calibration['bin_spearman']:.3f}; spread vs 1-cosine per spectrum "
+                      f"spearman={calibration['spectrum_spearman']:.3f}",
+                  "  std decile   mean std   mean |error|"]
+        lines += [f"  {group['decile']:>10}{group['mean_std']:>11.4f}{group['mean_abs_error']:>15.4f}"
+                  for group in calibration["by_std_decile"]]
     timing = report.get("inference_time")
     if timing:
         lines += ["", "inference time per molecule (CPU): " + "  ".join(

@@ -3,7 +3,9 @@
 * :func:`neims_count_fingerprint`: the NEIMS input, a folded Morgan count fingerprint (radius 2, 4096).
 * :func:`student_fingerprint`: ECFP4 bits (4096) + folded Morgan counts (2048) = 6144 values.
 * :func:`molecular_graph`: a :class:`torch_geometric.data.Data` graph with categorical atom and bond
-  features (the OGB-style features of :func:`torch_geometric.utils.from_rdmol`).
+  features (the OGB-style features of :func:`torch_geometric.utils.from_rdmol` plus an isotope-shift
+  column, so that labelled atoms such as 13C or 2H are visible to graph models).
+* ``graph_ecfp`` (the teacher's input): the graph with its ECFP4 bits attached as ``graph.ecfp``.
 
 :class:`Featurizer` turns SMILES into the model input named in a model's config and checks that
 the molecule fits the model's m/z range, raising :class:`~matchms_neims.chemistry.MoleculeError`
@@ -21,7 +23,9 @@ from rdkit.Chem import rdFingerprintGenerator
 
 from matchms_neims.chemistry import MoleculeError, MoleculeInfo, describe, parse_smiles
 
-FEATURE_KINDS = ("neims_count_ecfp", "student_fingerprint", "graph")
+FEATURE_KINDS = ("neims_count_ecfp", "student_fingerprint", "graph", "graph_ecfp")
+#: Categories of the isotope-shift atom column: mass number minus that of the most common isotope, clipped to 0..3.
+ISOTOPE_SHIFT_CATEGORIES = 4
 
 
 @lru_cache(maxsize=8)
@@ -44,11 +48,55 @@ def student_fingerprint(mol: Chem.Mol, n_bits: int = 4096, n_count_bits: int = 2
     return np.concatenate([ecfp_bits(mol, n_bits, radius), neims_count_fingerprint(mol, n_count_bits, radius)])
 
 
+def isotope_shifts(mol: Chem.Mol) -> np.ndarray:
+    """Per atom: mass number minus that of the element's most common isotope (0 when unlabelled), clipped to 0..3."""
+    table = Chem.GetPeriodicTable()
+    shifts = [atom.GetIsotope() - table.GetMostCommonIsotope(atom.GetAtomicNum()) if atom.GetIsotope() else 0
+              for atom in mol.GetAtoms()]
+    return np.clip(np.array(shifts, dtype=np.int64), 0, ISOTOPE_SHIFT_CATEGORIES - 1)
+
+
 def molecular_graph(mol: Chem.Mol):
-    """Molecular graph with categorical atom (9) and bond (3) features, from torch_geometric."""
+    """Molecular graph with categorical atom (9 + isotope shift) and bond (3) features.
+
+    ``x`` holds torch_geometric's ``from_rdmol`` atom columns followed by :func:`isotope_shifts`;
+    ``edge_attr`` holds bond type, stereo and conjugation; both directions of every bond are edges.
+    """
+    import torch
     from torch_geometric.utils import from_rdmol
 
-    return from_rdmol(mol)
+    graph = from_rdmol(mol)
+    shifts = torch.from_numpy(isotope_shifts(mol)).unsqueeze(-1)
+    graph.x = torch.cat([graph.x, shifts.to(graph.x.dtype)], dim=-1)
+    return graph
+
+
+def graph_with_ecfp(mol: Chem.Mol, n_bits: int = 4096, radius: int = 2):
+    """:func:`molecular_graph` with the ECFP bits attached as ``graph.ecfp`` (uint8, shape ``(1, n_bits)``).
+
+    Batching with :class:`torch_geometric.data.Batch` stacks ``ecfp`` to ``(n_graphs, n_bits)``.
+    """
+    import torch
+
+    graph = molecular_graph(mol)
+    graph.ecfp = torch.from_numpy(_morgan_generator(radius, n_bits).GetFingerprintAsNumPy(mol).astype(np.uint8))[None]
+    return graph
+
+
+def collate_features(kind: str, features: list):
+    """Stack the features of several molecules into the model's positional inputs (a tuple).
+
+    Fingerprint kinds give ``(tensor,)`` of shape ``(batch, size)``; ``graph`` gives ``(Batch,)`` and
+    ``graph_ecfp`` gives ``(Batch, ecfp)``, the teacher's ``(graph, ecfp)`` inputs.
+    """
+    import torch
+
+    if kind in ("graph", "graph_ecfp"):
+        from torch_geometric.data import Batch
+
+        batch = Batch.from_data_list(list(features))
+        return (batch, batch.ecfp) if kind == "graph_ecfp" else (batch,)
+    return (torch.from_numpy(np.stack([np.asarray(item, dtype=np.float32) for item in features])),)
 
 
 @dataclass
@@ -96,7 +144,13 @@ class Featurizer:
             return neims_count_fingerprint(mol, self.n_bits, self.radius)
         if self.kind == "student_fingerprint":
             return student_fingerprint(mol, self.n_bits, self.n_count_bits, self.radius)
+        if self.kind == "graph_ecfp":
+            return graph_with_ecfp(mol, self.n_bits, self.radius)
         return molecular_graph(mol)
+
+    def collate(self, features: list):
+        """Model inputs for a list of this featurizer's outputs (see :func:`collate_features`)."""
+        return collate_features(self.kind, features)
 
     def __call__(self, smiles: str, record: str = "molecule") -> FeaturizedMolecule:
         """Featurize one SMILES.
@@ -113,7 +167,11 @@ class Featurizer:
                 record, f"molecular ion m/z {info.nominal_mass} is above the model's range 0..{self.max_mz}")
         if info.nominal_mass < 2:
             raise MoleculeError(record, f"molecular ion m/z {info.nominal_mass} is too small to predict")
-        return FeaturizedMolecule(info=info, features=self.features_of_mol(mol))
+        try:
+            features = self.features_of_mol(mol)
+        except ValueError as error:  # from_rdmol: an atom or bond property outside its categories
+            raise MoleculeError(record, f"cannot build the molecular graph: {error}") from error
+        return FeaturizedMolecule(info=info, features=features)
 
     def to_config(self) -> dict:
         return {"kind": self.kind, "max_mz": self.max_mz, "n_bits": self.n_bits, "radius": self.radius,

@@ -450,13 +450,16 @@ def build_library(
                 batch = predictor.predict_batch(chunk)
                 errors.extend(_chunk_errors(chunk, batch))
                 parts = []
-                for vector, molecule, info in zip(batch.vectors, batch.molecules, batch.infos):
+                uncertainties = (batch.uncertainty if batch.uncertainty is not None
+                                 else [None] * len(batch.molecules))
+                for vector, molecule, info, uncertainty in zip(batch.vectors, batch.molecules, batch.infos,
+                                                               uncertainties):
                     mz, intensities = _library_peaks(vector, min_relative_intensity)
                     if not mz:
                         errors.append((molecule.record, molecule.smiles,
                                        f"no predicted peak above {min_relative_intensity:g} of the base peak"))
                         continue
-                    metadata = predictor.spectrum_metadata(molecule, info)
+                    metadata = predictor.spectrum_metadata(molecule, info, uncertainty)
                     parts.append(_format_record(file_format, metadata, mz, intensities, peaks))
                 handle.write("".join(parts))
                 n_written += len(parts)

@@ -128,3 +128,44 @@ def spectrum_metrics(predicted: np.ndarray, true: np.ndarray, peak_threshold: fl
     metrics["mae"], metrics["rmse"] = intensity_errors(predicted, true)
     metrics["peak_detection_rate"], metrics["false_positive_rate"] = peak_detection(predicted, true, peak_threshold)
     return metrics
+
+
+def uncertainty_calibration(sqrt_mean: np.ndarray, sqrt_std: np.ndarray, true: np.ndarray,
+                            nominal_masses: np.ndarray, isotope_margin: int = 5, n_groups: int = 10) -> dict:
+    """How well MC-dropout standard deviations track the actual errors.
+
+    Per bin (only bins a molecule can produce, m/z <= M + ``isotope_margin``), the predicted std is
+    compared with the absolute error ``|mean - sqrt(true)|`` in sqrt-intensity space; per spectrum,
+    the relative spread ``||std|| / ||mean||`` is compared with ``1 - cosine`` of the sqrt spectra.
+
+    Returns
+    -------
+    dict
+        ``bin_pearson``, ``bin_spearman`` (std vs absolute error over all bins), ``spectrum_spearman``
+        (spread vs 1 - cosine), and ``by_std_decile``: mean std and mean absolute error per decile of std.
+    """
+    from scipy.stats import pearsonr, spearmanr
+
+    n_bins = true.shape[1]
+    allowed = np.arange(n_bins)[None, :] <= (np.asarray(nominal_masses)[:, None] + isotope_margin)
+    error = np.abs(sqrt_mean - np.sqrt(np.clip(true, 0, None)))
+    std_values, error_values = sqrt_std[allowed], error[allowed]
+    order = np.argsort(std_values, kind="stable")
+    groups = []
+    for index, chunk in enumerate(np.array_split(order, n_groups)):
+        if chunk.size:
+            groups.append({"decile": index + 1, "n_bins": int(chunk.size),
+                           "mean_std": float(std_values[chunk].mean()),
+                           "mean_abs_error": float(error_values[chunk].mean())})
+    spread = np.divide(np.linalg.norm(sqrt_std, axis=1), np.linalg.norm(sqrt_mean, axis=1),
+                       out=np.zeros(len(true)), where=np.linalg.norm(sqrt_mean, axis=1) > 0)
+    cosine_error = 1 - paired_cosine(np.square(np.clip(sqrt_mean, 0, None)), true, 0.0, 0.5)
+    enough = len(true) > 2
+    return {
+        "n_spectra": int(len(true)),
+        "n_bins": int(std_values.size),
+        "bin_pearson": float(pearsonr(std_values, error_values)[0]) if std_values.size > 2 else float("nan"),
+        "bin_spearman": float(spearmanr(std_values, error_values)[0]) if std_values.size > 2 else float("nan"),
+        "spectrum_spearman": float(spearmanr(spread, cosine_error)[0]) if enough else float("nan"),
+        "by_std_decile": groups,
+    }

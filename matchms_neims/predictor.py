@@ -60,12 +60,36 @@ def as_molecule_input(item, position: int) -> MoleculeInput:
 
 @dataclass
 class PredictionBatch:
-    """Predicted spectrum vectors (base peak 1) of the molecules that could be predicted."""
+    """Predicted spectrum vectors (base peak 1) of the molecules that could be predicted.
+
+    ``uncertainty`` (MC-dropout models asked for samples only) holds one score per molecule, see
+    :func:`uncertainty_score`; ``sqrt_std`` the per-bin standard deviation in the model's
+    sqrt-intensity space.
+    """
 
     vectors: np.ndarray
     molecules: list[MoleculeInput]
     infos: list[MoleculeInfo]
     errors: list[MoleculeError]
+    uncertainty: np.ndarray | None = None
+    sqrt_mean: np.ndarray | None = None
+    sqrt_std: np.ndarray | None = None
+
+
+def uncertainty_score(sqrt_mean: np.ndarray, sqrt_std: np.ndarray) -> np.ndarray:
+    """Relative MC-dropout spread of each predicted spectrum: ``||std|| / ||mean||`` in sqrt-intensity space.
+
+    0 means every dropout sample gave the same spectrum; values around 0.3 and above mean the samples
+    disagree on the main peaks.
+    """
+    norm = np.linalg.norm(sqrt_mean, axis=-1)
+    return np.divide(np.linalg.norm(sqrt_std, axis=-1), norm, out=np.zeros_like(norm), where=norm > 0)
+
+
+def _to_intensities(sqrt_intensity: np.ndarray) -> np.ndarray:
+    intensity = np.square(np.clip(sqrt_intensity, 0, None))
+    peak = intensity.max(axis=1, keepdims=True)
+    return np.divide(intensity, peak, out=np.zeros_like(intensity), where=peak > 0)
 
 
 class NeimsPredictor:
@@ -80,6 +104,10 @@ class NeimsPredictor:
         ``"cpu"`` (default) or a torch device string.
     batch_size
         Molecules per forward pass.
+    uncertainty_samples
+        For models with MC-dropout uncertainty (the teacher): number of stochastic passes per molecule.
+        The prediction is then the mean of the samples and every spectrum carries a
+        ``prediction_uncertainty`` score (:func:`uncertainty_score`). 0 (default): one deterministic pass.
 
     Examples
     --------
@@ -91,7 +119,7 @@ class NeimsPredictor:
     """
 
     def __init__(self, model: str | os.PathLike | LoadedModel | None = None, device: str = "cpu",
-                 batch_size: int = 256):
+                 batch_size: int = 256, uncertainty_samples: int = 0):
         if isinstance(model, LoadedModel):
             self.loaded = model
             self.model_path = None
@@ -100,7 +128,10 @@ class NeimsPredictor:
             self.loaded = load_model(self.model_path, device=device)
         self.device = torch.device(device)
         self.batch_size = batch_size
+        self.uncertainty_samples = uncertainty_samples
         self.last_errors: list[MoleculeError] = []
+        if uncertainty_samples and not self.supports_uncertainty:
+            raise ValueError(f"model {self.model_name} ({self.loaded.model_class}) has no MC-dropout uncertainty")
 
     # ------------------------------------------------------------------ properties
     @property
@@ -119,6 +150,11 @@ class NeimsPredictor:
     def model_version(self) -> str:
         return str(self.loaded.metadata.get("version") or "")
 
+    @property
+    def supports_uncertainty(self) -> bool:
+        """Whether the model can estimate its uncertainty (MC dropout)."""
+        return hasattr(self.loaded.model, "predict_with_uncertainty")
+
     # ------------------------------------------------------------------ core
     def featurize(self, molecules: Sequence[MoleculeInput]) -> tuple[list[int], list[FeaturizedMolecule],
                                                                      list[MoleculeError]]:
@@ -132,6 +168,11 @@ class NeimsPredictor:
                 errors.append(error)
         return positions, featurized, errors
 
+    def _model_inputs(self, chunk: Sequence[FeaturizedMolecule]) -> tuple[tuple, torch.Tensor]:
+        inputs = tuple(x.to(self.device) for x in self.featurizer.collate([item.features for item in chunk]))
+        masses = torch.tensor([item.info.nominal_mass for item in chunk], device=self.device)
+        return inputs, masses
+
     @torch.inference_mode()
     def predict_features(self, featurized: Sequence[FeaturizedMolecule]) -> np.ndarray:
         """Run the model on featurized molecules; returns spectrum vectors with base peak 1."""
@@ -139,25 +180,53 @@ class NeimsPredictor:
             return np.zeros((0, self.max_mz + 1), dtype=np.float32)
         outputs = []
         for start in range(0, len(featurized), self.batch_size):
-            chunk = featurized[start : start + self.batch_size]
-            features = torch.from_numpy(np.stack([item.features for item in chunk])).to(self.device)
-            masses = torch.tensor([item.info.nominal_mass for item in chunk], device=self.device)
-            sqrt_intensity = self.loaded.model(features, masses)
-            outputs.append(sqrt_intensity.float().cpu().numpy())
-        intensity = np.square(np.concatenate(outputs))
-        peak = intensity.max(axis=1, keepdims=True)
-        return np.divide(intensity, peak, out=np.zeros_like(intensity), where=peak > 0)
+            inputs, masses = self._model_inputs(featurized[start : start + self.batch_size])
+            outputs.append(self.loaded.model(*inputs, masses).float().cpu().numpy())
+        return _to_intensities(np.concatenate(outputs))
 
-    def predict_batch(self, items: Iterable) -> PredictionBatch:
-        """Predict many molecules; bad records are skipped and returned as errors, never fatal."""
+    @torch.inference_mode()
+    def predict_features_with_uncertainty(self, featurized: Sequence[FeaturizedMolecule], n_samples: int = 30,
+                                          seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """MC-dropout prediction: spectrum vectors (base peak 1) of the sample mean, and the sqrt-space mean and std.
+
+        The same ``seed`` gives the same result for the same molecules and batch size.
+        """
+        if not self.supports_uncertainty:
+            raise ValueError(f"model {self.model_name} ({self.loaded.model_class}) has no MC-dropout uncertainty")
+        n_bins = self.max_mz + 1
+        if not featurized:
+            empty = np.zeros((0, n_bins), dtype=np.float32)
+            return empty, empty, empty
+        means, stds = [], []
+        for index, start in enumerate(range(0, len(featurized), self.batch_size)):
+            inputs, masses = self._model_inputs(featurized[start : start + self.batch_size])
+            mean, std = self.loaded.model.predict_with_uncertainty(*inputs, masses, n_samples=n_samples,
+                                                                   seed=seed + index)
+            means.append(mean.float().cpu().numpy())
+            stds.append(std.float().cpu().numpy())
+        sqrt_mean, sqrt_std = np.concatenate(means), np.concatenate(stds)
+        return _to_intensities(sqrt_mean), sqrt_mean, sqrt_std
+
+    def predict_batch(self, items: Iterable, uncertainty_samples: int | None = None) -> PredictionBatch:
+        """Predict many molecules; bad records are skipped and returned as errors, never fatal.
+
+        ``uncertainty_samples`` overrides the predictor's setting for this call (0: deterministic).
+        """
         molecules = [as_molecule_input(item, i) for i, item in enumerate(items)]
         positions, featurized, errors = self.featurize(molecules)
-        vectors = self.predict_features(featurized)
+        n_samples = self.uncertainty_samples if uncertainty_samples is None else uncertainty_samples
+        uncertainty = sqrt_mean = sqrt_std = None
+        if n_samples:
+            vectors, sqrt_mean, sqrt_std = self.predict_features_with_uncertainty(featurized, n_samples)
+            uncertainty = uncertainty_score(sqrt_mean, sqrt_std)
+        else:
+            vectors = self.predict_features(featurized)
         for error in errors[:MAX_LOGGED_ERRORS]:
             logger.warning("skipped %s", error)
         if len(errors) > MAX_LOGGED_ERRORS:
             logger.warning("skipped %d more molecules that cannot be predicted", len(errors) - MAX_LOGGED_ERRORS)
-        return PredictionBatch(vectors, [molecules[i] for i in positions], [f.info for f in featurized], errors)
+        return PredictionBatch(vectors, [molecules[i] for i in positions], [f.info for f in featurized], errors,
+                               uncertainty, sqrt_mean, sqrt_std)
 
     # ------------------------------------------------------------------ public API
     def predict(self, smiles: str, min_relative_intensity: float = 0.001) -> dict[str, np.ndarray]:
@@ -180,8 +249,12 @@ class NeimsPredictor:
         mz, intensity = vector_to_peaks(self.predict_features(featurized)[0], min_relative_intensity)
         return {"mz": mz, "intensity": intensity}
 
-    def spectrum_metadata(self, molecule: MoleculeInput, info: MoleculeInfo) -> dict:
-        """Metadata written into every predicted spectrum (matchms harmonised keys)."""
+    def spectrum_metadata(self, molecule: MoleculeInput, info: MoleculeInfo, uncertainty: float | None = None
+                          ) -> dict:
+        """Metadata written into every predicted spectrum (matchms harmonised keys).
+
+        ``uncertainty`` (MC-dropout predictions) is stored as ``prediction_uncertainty``.
+        """
         metadata = {
             "compound_name": molecule.name or info.inchikey or info.smiles,
             "smiles": info.smiles,
@@ -196,6 +269,8 @@ class NeimsPredictor:
         }
         if molecule.smiles and molecule.smiles != info.smiles:
             metadata["input_smiles"] = molecule.smiles
+        if uncertainty is not None:
+            metadata["prediction_uncertainty"] = round(float(uncertainty), 4)
         return metadata
 
     def predict_spectra(self, smiles_or_records: Iterable, batch_size: int | None = None,
@@ -234,8 +309,9 @@ class NeimsPredictor:
         if batch.errors and on_error == "raise":
             raise batch.errors[0]
         spectra = []
-        for vector, molecule, info in zip(batch.vectors, batch.molecules, batch.infos):
+        uncertainties = batch.uncertainty if batch.uncertainty is not None else [None] * len(batch.molecules)
+        for vector, molecule, info, uncertainty in zip(batch.vectors, batch.molecules, batch.infos, uncertainties):
             mz, intensity = vector_to_peaks(vector, min_relative_intensity)
-            spectra.append(Spectrum(mz=mz, intensities=intensity, metadata=self.spectrum_metadata(molecule, info),
-                                    metadata_harmonization=False))
+            metadata = self.spectrum_metadata(molecule, info, uncertainty)
+            spectra.append(Spectrum(mz=mz, intensities=intensity, metadata=metadata, metadata_harmonization=False))
         return spectra

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from matchms_neims.chemistry import MoleculeError, describe, inchikey_block, nominal_mass, parse_smiles
 from matchms_neims.featurize import Featurizer, ecfp_bits, neims_count_fingerprint, student_fingerprint
@@ -23,9 +24,30 @@ def test_fingerprint_sizes_and_counts():
 
 def test_graph_features():
     graph = Featurizer(kind="graph")("c1ccccc1O").features
-    assert graph.x.shape == (7, 9)  # heavy atoms x categorical atom features
+    assert graph.x.shape == (7, 10)  # heavy atoms x (9 categorical atom features + isotope shift)
     assert graph.edge_index.shape == (2, 14)  # 7 bonds, both directions
     assert graph.edge_attr.shape == (14, 3)
+    assert graph.x[:, -1].sum() == 0
+
+
+def test_isotope_labels_are_visible_in_the_graph():
+    graph = Featurizer(kind="graph")("[13CH3]C([2H])([2H])O").features
+    assert graph.x[:, -1].tolist() == [1, 0, 1, 1, 0]  # 13C and both 2H atoms, shifted by one mass unit
+
+
+def test_graph_ecfp_batches_into_teacher_inputs():
+    featurizer = Featurizer(kind="graph_ecfp", n_bits=512)
+    items = [featurizer(smi).features for smi in ("CCO", "c1ccccc1O", "CC(=O)O")]
+    graph, ecfp = featurizer.collate(items)
+    assert ecfp.shape == (3, 512) and graph.num_graphs == 3
+    np.testing.assert_array_equal(ecfp[1].numpy(), ecfp_bits(parse_smiles("c1ccccc1O"), 512))
+    (fingerprints,) = Featurizer(n_bits=512).collate([np.ones(512), np.zeros(512)])
+    assert fingerprints.shape == (2, 512) and fingerprints.dtype == torch.float32
+
+
+def test_graph_outside_the_feature_categories_is_a_molecule_error():
+    with pytest.raises(MoleculeError, match="^bad: cannot build the molecular graph"):
+        Featurizer(kind="graph")("C[C+9]C", record="bad")
 
 
 def test_featurizer_errors_name_the_record():

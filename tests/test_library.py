@@ -309,8 +309,8 @@ def test_input_is_consumed_chunk_by_chunk(tmp_path, tiny_predictor):
             self.seen.append(len(consumed))
             return self.inner.predict_batch(items)
 
-        def spectrum_metadata(self, molecule, info):
-            return self.inner.spectrum_metadata(molecule, info)
+        def spectrum_metadata(self, molecule, info, uncertainty=None):
+            return self.inner.spectrum_metadata(molecule, info, uncertainty)
 
     watching = Watching(tiny_predictor)
     summary = build_library(molecules(), tmp_path / "lib.msp", predictor=watching, chunk_size=3, progress=False)
@@ -335,8 +335,8 @@ class _FailingPredictor:
             raise self.error("boom")
         return self.inner.predict_batch(items)
 
-    def spectrum_metadata(self, molecule, info):
-        return self.inner.spectrum_metadata(molecule, info)
+    def spectrum_metadata(self, molecule, info, uncertainty=None):
+        return self.inner.spectrum_metadata(molecule, info, uncertainty)
 
 
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])

@@ -80,3 +80,24 @@ def test_mc_dropout_uncertainty(inputs):
     assert not model.training and not any(m.training for m in model.modules())
     for layer, saved in zip(model.layers, stats):
         torch.testing.assert_close(layer.norm.running_mean, saved)  # BatchNorm untouched
+
+
+def test_masked_bond_predictions_are_symmetric_and_use_the_mask(inputs):
+    from training.losses import sample_bond_mask
+
+    torch.manual_seed(0)
+    graph, _, _ = inputs
+    model = TeacherGNN(**SMALL).eval()
+    mask = sample_bond_mask(graph.edge_index, 0.5, torch.Generator().manual_seed(0))
+    prediction = model.masked_bond_predictions(graph, mask)
+    n_masked = int(mask.sum())
+    assert prediction.type_logits.shape == (n_masked, 22) and prediction.length.shape == (n_masked,)
+    # both directions of a bond are masked together and get the same prediction
+    masked_edges = graph.edge_index[:, mask].t().tolist()
+    for (i, j), logits in zip(masked_edges, prediction.type_logits):
+        partner = masked_edges.index([j, i])
+        torch.testing.assert_close(logits, prediction.type_logits[partner])
+    # the mask changes what the encoder sees
+    h_masked, _ = model.encode_atoms(graph, mask)
+    h_plain, _ = model.encode_atoms(graph)
+    assert not torch.allclose(h_masked, h_plain)

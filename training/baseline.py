@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import logging
-import math
-import shlex
-import sys
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 
-from matchms_neims.checkpoint import save_model
 from matchms_neims.featurize import Featurizer
-from matchms_neims.models import MODEL_CLASSES
-from training.callbacks import AtomicCheckpointIO, EpochLogger
+from matchms_neims.models import get_model_class
 from training.config import TrainConfig
 from training.data import SpectraDataModule
 from training.losses import batch_cosine, mass_weighted_mse
+from training.optim import configure_optimization
+from training.runner import export, fit
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +30,13 @@ class SpectrumRegressionModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters({"config": config})
         self.config = TrainConfig.from_dict(config)
-        self.model = MODEL_CLASSES[self.config.model_class](**self.config.model)
+        self.model = get_model_class(self.config.model_class)(**self.config.model)
 
     def forward(self, features: torch.Tensor, nominal_mass: torch.Tensor) -> torch.Tensor:
         return self.model(features, nominal_mass)
 
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
-        predicted = self(batch["features"], batch["nominal_mass"])
+        predicted = self(*batch["inputs"], batch["nominal_mass"])
         loss = mass_weighted_mse(predicted, batch["target"], self.config.optim.mass_power)
         batch_size = batch["target"].shape[0]
         self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=stage != "train")
@@ -59,17 +55,7 @@ class SpectrumRegressionModule(L.LightningModule):
         self._step(batch, "test")
 
     def configure_optimizers(self):
-        optim = self.config.optim
-        optimizer = torch.optim.AdamW(self.parameters(), lr=optim.lr, weight_decay=optim.weight_decay)
-
-        def schedule(epoch: int) -> float:
-            if epoch < optim.warmup_epochs:
-                return (epoch + 1) / (optim.warmup_epochs + 1)
-            progress = (epoch - optim.warmup_epochs) / max(1, optim.max_epochs - optim.warmup_epochs)
-            return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return configure_optimization(self.parameters(), self.config.optim)
 
 
 def make_featurizer(config: TrainConfig) -> Featurizer:
@@ -101,41 +87,6 @@ def train_baseline(config: TrainConfig, resume: bool = False, progress: bool = T
     featurizer = make_featurizer(config)
     datamodule = SpectraDataModule(config.data, featurizer)
     module = SpectrumRegressionModule(config.to_dict())
-    output_dir = Path(config.trainer.output_dir)
-    checkpointing = ModelCheckpoint(dirpath=output_dir, filename="best-{epoch:03d}-{val_cosine:.4f}",
-                                    monitor="val_cosine", mode="max", save_last=True, save_top_k=1)
-    early_stopping = EarlyStopping(monitor="val_cosine", mode="max", patience=config.optim.early_stopping_patience)
-    callbacks = [checkpointing, early_stopping, EpochLogger()]
-    if config.optim.ema_decay > 0:
-        callbacks.append(EMAWeightAveraging(decay=config.optim.ema_decay))
-    trainer = L.Trainer(
-        accelerator=config.trainer.accelerator, devices=config.trainer.devices, num_nodes=config.trainer.num_nodes,
-        strategy=config.trainer.strategy, precision=config.trainer.precision, max_epochs=config.optim.max_epochs,
-        gradient_clip_val=config.optim.gradient_clip, callbacks=callbacks,
-        plugins=[AtomicCheckpointIO()], default_root_dir=output_dir, enable_progress_bar=progress,
-        log_every_n_steps=20, deterministic=False,
-    )
-    last = output_dir / "last.ckpt"
-    ckpt_path = str(last) if resume and last.is_file() else None
-    if ckpt_path:
-        logger.info("resuming from %s", ckpt_path)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-
-    best_path = checkpointing.best_model_path or str(last)
-    best = SpectrumRegressionModule.load_from_checkpoint(best_path, map_location="cpu", weights_only=False)
-    best_score = checkpointing.best_model_score
-    metadata = {
-        "name": config.export.name,
-        "version": config.export.version,
-        "model_class": config.model_class,
-        "training_command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "training_data": config.data.spectra,
-        "best_epoch_checkpoint": Path(best_path).name,
-        "val_cosine": float(best_score) if best_score is not None else None,
-        "split": {"method": config.data.split_method, "fractions": list(config.data.split_fractions),
-                  "seed": config.data.split_seed},
-    }
-    exported = save_model(config.export.path, best.model, config.model, featurizer, metadata,
-                          half_precision=config.export.half_precision)
-    logger.info("exported %s (val_cosine %s)", exported, metadata["val_cosine"])
-    return exported
+    best, best_path, best_score = fit(module, datamodule, config, "val_cosine", resume, progress)
+    return export(config, best.model, featurizer,
+                  {"best_epoch_checkpoint": Path(best_path).name, "val_cosine": best_score})

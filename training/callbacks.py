@@ -30,9 +30,8 @@ class EpochLogger(Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._start = time.perf_counter()
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking:
-            return
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        # runs after the epoch's validation, so metrics logged at the module's validation epoch end are included
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train", "val"))}
         text = " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
         logger.info("epoch %d (%.1f s): %s", trainer.current_epoch, time.perf_counter() - self._start, text)

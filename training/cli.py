@@ -7,7 +7,7 @@ import logging
 
 logger = logging.getLogger(__name__)
 
-TRAINABLE_MODELS = ("baseline",)
+TRAINABLE_MODELS = ("baseline", "teacher", "teacher-pretrain")
 
 
 def register_train(subparsers) -> None:
@@ -17,18 +17,36 @@ def register_train(subparsers) -> None:
     parser.add_argument("--config", required=True, help="YAML config (e.g. training/configs/baseline.yaml)")
     parser.add_argument("--resume", action="store_true", help="continue from <output_dir>/last.ckpt if present")
     parser.add_argument("--max-epochs", type=int, default=None, help="override optim.max_epochs")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config value, e.g. --set optim.lr=3e-4 (repeatable)")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="ignore init_from in the config (teacher: no pretrained encoder)")
+    parser.add_argument("--output-dir", default=None,
+                        help="override trainer.output_dir and put the exported model there as model.pt")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar (logs stay)")
     parser.set_defaults(handler=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from training.baseline import train_baseline
+    from pathlib import Path
+
     from training.config import TrainConfig
 
-    config = TrainConfig.from_yaml(args.config)
+    config = TrainConfig.from_yaml(args.config).with_overrides(args.overrides)
     if args.max_epochs is not None:
         config.optim.max_epochs = args.max_epochs
-    path = train_baseline(config, resume=args.resume, progress=not args.no_progress)
+    if args.from_scratch:
+        config.init_from = ""
+    if args.output_dir:
+        config.trainer.output_dir = args.output_dir
+        config.export.path = str(Path(args.output_dir) / Path(config.export.path).name)
+    if args.model == "baseline":
+        from training.baseline import train_baseline as train
+    elif args.model == "teacher":
+        from training.teacher import train_teacher as train
+    else:
+        from training.pretrain import pretrain_teacher as train
+    path = train(config, resume=args.resume, progress=not args.no_progress)
     print(f"model written to {path}")
     return 0
 

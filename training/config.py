@@ -47,6 +47,41 @@ class OptimConfig:
     mass_power: float = 1.0  # loss weight of bin m/z: (mz / max_mz) ** mass_power
     early_stopping_patience: int = 12
     ema_decay: float = 0.0  # > 0: validate, checkpoint and export an exponential moving average of the weights
+    scheduler: str = "warmup_cosine"  # or "cosine_restarts" (CosineAnnealingWarmRestarts, per epoch)
+    restart_period: int = 10  # cosine_restarts: T_0 (epochs)
+    restart_mult: int = 2  # cosine_restarts: T_mult
+    min_lr: float = 1.0e-6  # cosine_restarts: eta_min
+    monitor: str = "val_cosine"  # checkpoint selection and early stopping: val_cosine or val_recall_at_10
+
+
+@dataclass
+class MaskingConfig:
+    """Self-supervised bond masking: the bond features of a fraction of bonds are hidden and predicted."""
+
+    lambda_bond: float = 0.0  # fine-tuning: weight of the bond-masking loss added to the spectrum loss
+    fraction: float = 0.15  # fraction of bonds masked per molecule
+    length_weight: float = 1.0  # weight of the bond-length loss where conformers give lengths
+
+
+@dataclass
+class AugmentConfig:
+    """Training-time augmentation of the spectra (see ``training/augment.py``)."""
+
+    c13_fraction: float = 0.0  # fraction of training samples given 1..c13_max_carbons 13C labels
+    c13_max_carbons: int = 2
+    lds_sigma: float = 0.0  # Gaussian label distribution smoothing of targets (m/z units; 0: off)
+
+
+@dataclass
+class PretrainingConfig:
+    """Molecules for self-supervised pretraining (``matchms-neims train teacher-pretrain``)."""
+
+    molecules: list = field(default_factory=lambda: ["../shared/data/nist17_molecules.smi"])  # .smi/.csv/.sdf
+    include_training_split: bool = True  # add the training split molecules of data.spectra
+    exclude_held_out: bool = True  # skip molecules of the validation and test splits
+    val_fraction: float = 0.02  # molecules held out to report masked-bond accuracy
+    conformers: int = 0  # RDKit conformers per molecule (3-5) to add bond-length targets; 0: off
+    max_molecules: int = 0  # use only the first N molecules of the list (0: all)
 
 
 @dataclass
@@ -57,10 +92,19 @@ class TrainerConfig:
     devices: str | int = "auto"
     num_nodes: int = 1
     strategy: str = "auto"
-    precision: str = "32-true"
+    precision: str = "32-true"  # "auto": bf16 mixed precision on a GPU, 32-bit on a CPU
     seed: int = 42
     output_dir: str = "runs/baseline"
     torch_threads: int = 0  # 0: torch default
+
+    def resolved_precision(self) -> str:
+        """``precision``, with ``"auto"`` resolved to bf16 mixed precision on CUDA and 32-bit elsewhere."""
+        if self.precision != "auto":
+            return self.precision
+        import torch
+
+        on_gpu = self.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+        return "bf16-mixed" if on_gpu else "32-true"
 
 
 @dataclass
@@ -77,11 +121,15 @@ class ExportConfig:
 class TrainConfig:
     model_class: str = "NeimsMLP"
     model: dict = field(default_factory=dict)
+    init_from: str = ""  # model file whose matching weights initialise the model (e.g. a pretrained teacher)
     featurizer: FeaturizerConfig = field(default_factory=FeaturizerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    masking: MaskingConfig = field(default_factory=MaskingConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    pretraining: PretrainingConfig = field(default_factory=PretrainingConfig)
 
     # ------------------------------------------------------------------ YAML
     def to_dict(self) -> dict:
@@ -104,6 +152,28 @@ class TrainConfig:
     def from_dict(cls, values: dict) -> TrainConfig:
         return _build(cls, values or {}, "config")
 
+    def with_overrides(self, assignments: list[str]) -> TrainConfig:
+        """A copy with ``section.key=value`` assignments applied (values parsed as YAML), e.g. ``optim.lr=3e-4``."""
+        values = self.to_dict()
+        for assignment in assignments:
+            name, sep, text = assignment.partition("=")
+            if not sep or not name:
+                raise ValueError(f"override {assignment!r} is not of the form section.key=value")
+            *parents, leaf = name.strip().split(".")
+            target = values
+            for part in parents:
+                if not isinstance(target.get(part), dict):
+                    raise ValueError(f"override {assignment!r}: {part!r} is not a config section")
+                target = target[part]
+            value = yaml.safe_load(text)
+            if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+                try:
+                    value = float(value)
+                except ValueError:
+                    pass
+            target[leaf] = value
+        return TrainConfig.from_dict(values)
+
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> TrainConfig:
         with open(path, encoding="utf-8") as handle:
@@ -125,6 +195,8 @@ def _build(cls, values: dict, where: str):
             kwargs[name] = _build(type(default), value, f"{where}.{name}")
         elif isinstance(known[name].default, tuple):
             kwargs[name] = tuple(value)
+        elif isinstance(default, list):
+            kwargs[name] = list(value) if isinstance(value, (list, tuple)) else [value]
         else:
             kwargs[name] = value
     return cls(**kwargs)

@@ -275,18 +275,26 @@ class LazyMassSpecDataset(Dataset):
     """Training samples from the HDF5 cache: metadata in RAM, spectra read from disk per item.
 
     Each item is a dict with ``features`` (model input), ``target`` (binned spectrum, base peak 1),
-    ``nominal_mass`` and ``index`` (row in the cache). Fingerprints are computed on the fly and
-    memoised per molecule as compact uint8 counts.
+    ``nominal_mass`` and ``index`` (row in the cache). Features are computed on the fly and
+    memoised per molecule (fingerprints as compact uint8 counts, graphs as they are).
+
+    Parameters
+    ----------
+    augmenter
+        Optional :class:`training.augment.SpectrumAugmenter` (13C labelling, LDS) applied per item;
+        give it to the training split only.
     """
 
     def __init__(self, cache_path: str | os.PathLike, split: str | None, featurizer: Featurizer,
-                 metadata: CacheMetadata | None = None):
+                 metadata: CacheMetadata | None = None, augmenter=None):
         self.cache_path = Path(cache_path)
         self.metadata = metadata or CacheMetadata(cache_path)
         self.indices = self.metadata.indices(split)
         self.featurizer = featurizer
+        self.augmenter = augmenter if augmenter is not None and augmenter.active else None
         self._handle: h5py.File | None = None
         self._feature_cache: dict[str, np.ndarray] = {}
+        self._rng: np.random.Generator | None = None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -310,37 +318,78 @@ class LazyMassSpecDataset(Dataset):
             self._feature_cache[smiles] = cached = features
         return torch.from_numpy(cached.astype(np.float32)) if isinstance(cached, np.ndarray) else cached
 
+    def _random(self) -> np.random.Generator:
+        if self._rng is None:  # one stream per DataLoader worker, seeded from torch (Lightning seeds workers)
+            self._rng = np.random.default_rng(torch.initial_seed() % 2**32)
+        return self._rng
+
     def __getitem__(self, item: int) -> dict:
         row = int(self.indices[item])
+        smiles = self.metadata.columns["smiles"][row]
+        target = np.asarray(self._spectra()[row], dtype=np.float32)
+        mass = int(self.metadata.nominal_mass[row])
+        features = None
+        if self.augmenter is not None:
+            labelled = self.augmenter.label(parse_smiles(smiles), target, self._random())
+            if labelled is not None:
+                mol, target, mass = labelled
+                features = self.featurizer.features_of_mol(mol)
+            target = self.augmenter.smooth(target)
+        if features is None:
+            features = self.features(smiles)
+        elif isinstance(features, np.ndarray):
+            features = torch.from_numpy(features.astype(np.float32))
         return {
-            "features": self.features(self.metadata.columns["smiles"][row]),
-            "target": torch.from_numpy(np.asarray(self._spectra()[row], dtype=np.float32)),
-            "nominal_mass": torch.tensor(int(self.metadata.nominal_mass[row])),
+            "features": features,
+            "target": torch.from_numpy(np.asarray(target, dtype=np.float32)),
+            "nominal_mass": torch.tensor(mass),
             "index": torch.tensor(row),
         }
+
+
+class SampleCollator:
+    """Collate dataset items into a batch dict whose ``inputs`` tuple feeds the model (graphs batched by PyG)."""
+
+    def __init__(self, feature_kind: str):
+        self.feature_kind = feature_kind
+
+    def __call__(self, items: list[dict]) -> dict:
+        from matchms_neims.featurize import collate_features
+
+        features = [item["features"] for item in items]
+        if isinstance(features[0], torch.Tensor):
+            inputs = (torch.stack(features),)
+        else:
+            inputs = collate_features(self.feature_kind, features)
+        return {"inputs": inputs,
+                **{key: torch.stack([item[key] for item in items]) for key in ("target", "nominal_mass", "index")}}
 
 
 class SpectraDataModule(L.LightningDataModule):
     """Lightning DataModule over the cache (train/val/test splits by molecule)."""
 
-    def __init__(self, config: DataConfig, featurizer: Featurizer):
+    def __init__(self, config: DataConfig, featurizer: Featurizer, augmenter=None):
         super().__init__()
         self.config = config
         self.featurizer = featurizer
+        self.augmenter = augmenter
         self.datasets: dict[str, LazyMassSpecDataset] = {}
+        self.metadata: CacheMetadata | None = None
 
     def prepare_data(self) -> None:
         build_cache(self.config)
 
     def setup(self, stage: str | None = None) -> None:
         cache = build_cache(self.config, progress=False) if not Path(self.config.cache).is_file() else self.config.cache
-        metadata = CacheMetadata(cache)
+        self.metadata = metadata = CacheMetadata(cache)
         for split in SPLITS:
-            self.datasets[split] = LazyMassSpecDataset(cache, split, self.featurizer, metadata)
+            augmenter = self.augmenter if split == "train" else None
+            self.datasets[split] = LazyMassSpecDataset(cache, split, self.featurizer, metadata, augmenter)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(self.datasets[split], batch_size=self.config.batch_size, shuffle=shuffle,
-                          num_workers=self.config.num_workers, persistent_workers=self.config.num_workers > 0)
+                          num_workers=self.config.num_workers, persistent_workers=self.config.num_workers > 0,
+                          collate_fn=SampleCollator(self.featurizer.kind))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

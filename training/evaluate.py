@@ -34,6 +34,8 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-decoys", type=int, default=None, help="use only the first N decoy molecules")
     parser.add_argument("--mz-power", type=float, default=1.0, help="library search m/z weighting (default 1)")
     parser.add_argument("--intensity-power", type=float, default=0.5, help="library search intensity weighting")
+    parser.add_argument("--uncertainty-samples", type=int, default=30,
+                        help="models with MC dropout: samples for the uncertainty calibration (0: skip)")
     parser.add_argument("--timing-molecules", type=int, default=200, help="molecules timed for latency (0: skip)")
     parser.add_argument("-o", "--output", default=None, help="write the report as JSON here")
     parser.set_defaults(handler=run_evaluate)
@@ -71,7 +73,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         decoys = [m.smiles for m in read_molecules(args.decoys)]
         decoys = decoys[: args.max_decoys] if args.max_decoys else decoys
     report = evaluate_model(predictor, queries, background, decoys, mz_power=args.mz_power,
-                            intensity_power=args.intensity_power, timing_molecules=args.timing_molecules)
+                            intensity_power=args.intensity_power, timing_molecules=args.timing_molecules,
+                            uncertainty_samples=args.uncertainty_samples)
     report["evaluated_on"] = args.spectra or f"{config.data.spectra} ({args.split} split, {config.data.split_method})"
     print(format_report(report))
     if args.output:

@@ -32,3 +32,52 @@ def mass_weighted_mse(predicted_sqrt: torch.Tensor, target: torch.Tensor, mass_p
 def batch_cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """Row-wise cosine similarity of two stacks of vectors."""
     return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(eps)
+
+
+def sample_bond_mask(edge_index: torch.Tensor, fraction: float, generator: torch.Generator | None = None
+                     ) -> torch.Tensor:
+    """Choose a fraction of the bonds of a (batched) graph to mask; both directions of a bond are chosen together.
+
+    At least one bond is chosen when the graph has any. Returns a boolean mask over the edges.
+    """
+    n_edges = edge_index.shape[1]
+    if n_edges == 0:
+        return torch.zeros(0, dtype=torch.bool, device=edge_index.device)
+    low = torch.minimum(edge_index[0], edge_index[1])
+    high = torch.maximum(edge_index[0], edge_index[1])
+    _, bond_of_edge = torch.unique(torch.stack([low, high]), dim=1, return_inverse=True)
+    n_bonds = int(bond_of_edge.max()) + 1
+    draws = torch.rand(n_bonds, generator=generator, device="cpu").to(edge_index.device)
+    chosen = draws < fraction
+    if not chosen.any():
+        chosen[draws.argmin()] = True
+    return chosen[bond_of_edge]
+
+
+def bond_masking_loss(prediction, graph, edge_mask: torch.Tensor, length_weight: float = 1.0
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross entropy of the masked bonds' types (+ MSE of their lengths where ``graph.bond_length`` is known).
+
+    Parameters
+    ----------
+    prediction
+        :class:`matchms_neims.models.teacher.MaskedBondPrediction` for the edges of ``edge_mask``.
+    graph
+        The batched graph; ``edge_attr[:, 0]`` is the bond type. Optional ``bond_length`` (angstrom,
+        NaN where unknown) adds a regression term weighted by ``length_weight``.
+
+    Returns
+    -------
+    loss, accuracy
+        The loss and the fraction of masked bonds whose type was predicted right.
+    """
+    bond_type = graph.edge_attr[edge_mask, 0].long()
+    loss = torch.nn.functional.cross_entropy(prediction.type_logits, bond_type)
+    lengths = getattr(graph, "bond_length", None)
+    if lengths is not None and length_weight > 0:
+        lengths = lengths[edge_mask]
+        known = torch.isfinite(lengths)
+        if known.any():
+            loss = loss + length_weight * torch.nn.functional.mse_loss(prediction.length[known], lengths[known])
+    accuracy = (prediction.type_logits.argmax(-1) == bond_type).float().mean()
+    return loss, accuracy

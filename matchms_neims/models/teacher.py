@@ -1,10 +1,14 @@
 """Teacher network: GINEConv graph branch + ECFP branch -> bidirectional head, with MC-dropout uncertainty.
 
 The graph branch reads the categorical atom and bond features of
-:func:`matchms_neims.featurize.molecular_graph` (torch_geometric's OGB-style features). A bond-breaking
-attention scores every bond from ``[h_i || h_j || e_ij]``; the scores (sigmoid probabilities) scale
-the bond embeddings that enter every message-passing layer, so they shape the prediction, and they
-are returned for inspection and for later supervision.
+:func:`matchms_neims.featurize.molecular_graph` (torch_geometric's OGB-style features plus an
+isotope-shift column). A bond-breaking attention scores every bond from ``[h_i || h_j || e_ij]``; the
+scores (sigmoid probabilities) scale the bond embeddings that enter every message-passing layer, so
+they shape the prediction, and they are returned for inspection and for later supervision.
+
+For self-supervised pretraining the bond features of chosen edges can be replaced by a learnt mask
+embedding; :meth:`TeacherGNN.masked_bond_predictions` then predicts the bond type (and, where
+conformers were generated, the bond length) of those edges from the atoms at both ends.
 """
 
 from __future__ import annotations
@@ -17,11 +21,15 @@ from torch_geometric.nn import AttentionalAggregation, GINEConv, PairNorm, globa
 from torch_geometric.utils import dropout_edge
 from torch_geometric.utils.smiles import e_map, x_map
 
+from matchms_neims.featurize import ISOTOPE_SHIFT_CATEGORIES
 from matchms_neims.models.heads import BidirectionalHead
 
-#: Number of categories of each atom / bond feature column of :func:`torch_geometric.utils.from_rdmol`.
-ATOM_FEATURE_SIZES = tuple(len(values) for values in x_map.values())
+#: Number of categories of each atom column of :func:`matchms_neims.featurize.molecular_graph`
+#: (torch_geometric's ``from_rdmol`` columns, then the isotope shift).
+ATOM_FEATURE_SIZES = (*(len(values) for values in x_map.values()), ISOTOPE_SHIFT_CATEGORIES)
+#: Number of categories of each bond column (bond type, stereo, conjugation); column 0 is the bond type.
 BOND_FEATURE_SIZES = tuple(len(values) for values in e_map.values())
+N_BOND_TYPES = BOND_FEATURE_SIZES[0]
 
 
 class CategoricalEmbedding(nn.Module):
@@ -66,6 +74,13 @@ class GINELayer(nn.Module):
         h = self.conv(h, edge_index, edge_features[kept])
         h = self.pair_norm(torch.relu(self.norm(h)), batch)
         return self.dropout(h)
+
+
+class MaskedBondPrediction(NamedTuple):
+    """Predictions for the masked edges, in the order of ``edge_mask.nonzero()``."""
+
+    type_logits: torch.Tensor  # (n_masked, N_BOND_TYPES)
+    length: torch.Tensor  # (n_masked,), bond length in angstrom (meaningful where conformers were available)
 
 
 class TeacherOutput(NamedTuple):
@@ -121,21 +136,54 @@ class TeacherGNN(nn.Module):
         self.ecfp_branch = _mlp(ecfp_size, tuple(ecfp_hidden), dropout)
         self.fusion = _mlp(3 * hidden_size + ecfp_hidden[-1], tuple(fusion_hidden), dropout)
         self.head = BidirectionalHead(fusion_hidden[-1], max_mz=max_mz, isotope_margin=isotope_margin)
+        # self-supervised bond masking: a learnt "masked bond" embedding and heads over the bond's two atoms
+        self.bond_mask_embedding = nn.Parameter(torch.randn(bond_embedding_dim) * 0.1)
+        self.bond_type_head = nn.Sequential(nn.Linear(2 * hidden_size, attention_hidden), nn.ReLU(),
+                                            nn.Linear(attention_hidden, N_BOND_TYPES))
+        self.bond_length_head = nn.Sequential(nn.Linear(2 * hidden_size, attention_hidden), nn.ReLU(),
+                                              nn.Linear(attention_hidden, 1))
 
-    def forward_with_details(self, graph, ecfp: torch.Tensor, nominal_mass: torch.Tensor) -> TeacherOutput:
-        """Run the teacher on a torch_geometric ``Batch`` (``x``, ``edge_index``, ``edge_attr``, ``batch``)."""
-        batch = graph.batch if getattr(graph, "batch", None) is not None else torch.zeros(
-            graph.x.shape[0], dtype=torch.long, device=graph.x.device)
-        n_graphs = ecfp.shape[0]
+    def encode_atoms(self, graph, edge_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Message passing: atom states after the last layer and the bond-breaking probability per edge.
+
+        Parameters
+        ----------
+        graph
+            A torch_geometric ``Data`` or ``Batch`` with ``x``, ``edge_index``, ``edge_attr`` (and ``batch``).
+        edge_mask
+            Optional boolean mask over edges whose bond features are replaced by the mask embedding.
+        """
+        batch = _batch_vector(graph)
         h = self.atom_projection(self.atom_embedding(graph.x))
         bond_embedding = self.bond_embedding(graph.edge_attr)
+        if edge_mask is not None:
+            bond_embedding = torch.where(edge_mask.unsqueeze(-1), self.bond_mask_embedding.to(bond_embedding.dtype),
+                                         bond_embedding)
         bond_probability = self.bond_attention(h, graph.edge_index, bond_embedding)
         edge_features = bond_embedding * bond_probability.unsqueeze(-1)
         for layer in self.layers:
             h = layer(h, graph.edge_index, edge_features, batch)
+        return h, bond_probability
+
+    def masked_bond_predictions(self, graph, edge_mask: torch.Tensor) -> MaskedBondPrediction:
+        """Bond type logits and bond lengths of the masked edges, predicted from the two atoms' states.
+
+        The pair features ``[h_i + h_j || h_i * h_j]`` are symmetric, so both directions of a bond
+        get the same prediction.
+        """
+        h, _ = self.encode_atoms(graph, edge_mask)
+        source, target = graph.edge_index[:, edge_mask]
+        pair = torch.cat([h[source] + h[target], h[source] * h[target]], dim=-1)
+        return MaskedBondPrediction(self.bond_type_head(pair), self.bond_length_head(pair).squeeze(-1))
+
+    def forward_with_details(self, graph, ecfp: torch.Tensor, nominal_mass: torch.Tensor) -> TeacherOutput:
+        """Run the teacher on a torch_geometric ``Batch`` (``x``, ``edge_index``, ``edge_attr``, ``batch``)."""
+        batch = _batch_vector(graph)
+        n_graphs = ecfp.shape[0]
+        h, bond_probability = self.encode_atoms(graph)
         pooled = torch.cat([global_mean_pool(h, batch, n_graphs), global_max_pool(h, batch, n_graphs),
                             self.attention_pool(h, batch, dim_size=n_graphs)], dim=-1)
-        ecfp_embedding = self.ecfp_branch(ecfp)
+        ecfp_embedding = self.ecfp_branch(ecfp.to(pooled.dtype))
         fused = self.fusion(torch.cat([pooled, ecfp_embedding], dim=-1))
         return TeacherOutput(self.head(fused, nominal_mass), bond_probability, ecfp_embedding, pooled)
 
@@ -173,6 +221,11 @@ class TeacherGNN(nn.Module):
             if seed is not None:
                 torch.random.set_rng_state(generator_state)
         return samples.mean(dim=0), samples.std(dim=0)
+
+
+def _batch_vector(graph) -> torch.Tensor:
+    batch = getattr(graph, "batch", None)
+    return batch if batch is not None else torch.zeros(graph.x.shape[0], dtype=torch.long, device=graph.x.device)
 
 
 def _mlp(in_features: int, sizes: tuple[int, ...], dropout: float) -> nn.Sequential:

@@ -1,0 +1,74 @@
+"""Shared Lightning run: trainer from the config, checkpoints, early stopping, resume and model export."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
+
+from matchms_neims.checkpoint import save_model
+from matchms_neims.featurize import Featurizer
+from training.callbacks import AtomicCheckpointIO, EpochLogger
+from training.config import TrainConfig
+
+logger = logging.getLogger(__name__)
+
+
+def training_command() -> str:
+    """The command line that started this process, without the interpreter path."""
+    return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+def fit(module: L.LightningModule, datamodule: L.LightningDataModule, config: TrainConfig, monitor: str,
+        resume: bool = False, progress: bool = True) -> tuple[L.LightningModule, str, float | None]:
+    """Train with checkpointing and early stopping on ``monitor`` (maximised).
+
+    Checkpoints go to ``config.trainer.output_dir`` (written atomically); ``resume`` continues from
+    its ``last.ckpt``. Returns the best module (loaded on the CPU), its checkpoint path and score.
+    """
+    output_dir = Path(config.trainer.output_dir)
+    checkpointing = ModelCheckpoint(dirpath=output_dir, filename="best-{epoch:03d}-{" + monitor + ":.4f}",
+                                    monitor=monitor, mode="max", save_last=True, save_top_k=1)
+    early_stopping = EarlyStopping(monitor=monitor, mode="max", patience=config.optim.early_stopping_patience)
+    callbacks = [checkpointing, early_stopping, EpochLogger()]
+    if config.optim.ema_decay > 0:
+        callbacks.append(EMAWeightAveraging(decay=config.optim.ema_decay))
+    trainer = L.Trainer(
+        accelerator=config.trainer.accelerator, devices=config.trainer.devices, num_nodes=config.trainer.num_nodes,
+        strategy=config.trainer.strategy, precision=config.trainer.resolved_precision(),
+        max_epochs=config.optim.max_epochs, gradient_clip_val=config.optim.gradient_clip or None,
+        callbacks=callbacks, plugins=[AtomicCheckpointIO()], default_root_dir=output_dir,
+        enable_progress_bar=progress, log_every_n_steps=20, deterministic=False,
+    )
+    last = output_dir / "last.ckpt"
+    ckpt_path = str(last) if resume and last.is_file() else None
+    if ckpt_path:
+        logger.info("resuming from %s", ckpt_path)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    best_path = checkpointing.best_model_path or str(last)
+    best = type(module).load_from_checkpoint(best_path, map_location="cpu", weights_only=False)
+    score = checkpointing.best_model_score
+    return best, best_path, float(score) if score is not None else None
+
+
+def export(config: TrainConfig, model: torch.nn.Module, featurizer: Featurizer, extra_metadata: dict) -> Path:
+    """Write the trained model as a matchms-neims model file (``config.export``) with its provenance."""
+    metadata = {
+        "name": config.export.name,
+        "version": config.export.version,
+        "model_class": config.model_class,
+        "training_command": training_command(),
+        "training_data": config.data.spectra,
+        "split": {"method": config.data.split_method, "fractions": list(config.data.split_fractions),
+                  "seed": config.data.split_seed},
+        **extra_metadata,
+    }
+    exported = save_model(config.export.path, model, config.model, featurizer, metadata,
+                          half_precision=config.export.half_precision)
+    logger.info("exported %s", exported)
+    return exported

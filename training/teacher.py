@@ -1,0 +1,167 @@
+"""Fine-tuning the teacher (``matchms-neims train teacher``): graph + ECFP -> spectrum, selected by Recall@10.
+
+The loss is the mass-weighted sqrt-intensity MSE plus ``masking.lambda_bond`` times the bond-masking
+loss of :mod:`training.pretrain`. After every validation epoch the validation spectra are searched
+against a library of the experimental spectra of all other molecules plus the predicted spectra of
+the validation molecules (the NEIMS protocol of ``matchms-neims evaluate``), and ``val_recall_at_10``
+drives checkpoint selection and early stopping.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+
+from matchms_neims.checkpoint import load_model
+from matchms_neims.metrics import library_ranks, recall_at_k
+from training.augment import SpectrumAugmenter
+from training.baseline import make_featurizer
+from training.config import TrainConfig
+from training.data import SPLITS, SpectraDataModule, read_spectra
+from training.losses import batch_cosine, bond_masking_loss, mass_weighted_mse, sample_bond_mask
+from training.optim import configure_optimization
+from training.runner import export, fit
+
+logger = logging.getLogger(__name__)
+
+
+class TeacherModule(L.LightningModule):
+    """Trains :class:`matchms_neims.models.teacher.TeacherGNN` on spectra.
+
+    Logs ``train_loss`` (and ``train_bond_loss`` when ``masking.lambda_bond > 0``), ``val_loss``,
+    ``val_cosine``, ``val_recall_at_1`` and ``val_recall_at_10``.
+    """
+
+    def __init__(self, config: dict):
+        super().__init__()
+        from matchms_neims.models.teacher import TeacherGNN
+
+        self.save_hyperparameters({"config": config})
+        self.config = TrainConfig.from_dict(config)
+        self.model = TeacherGNN(**self.config.model)
+        self._validation: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._background: tuple[np.ndarray, list[str]] | None = None
+
+    def forward(self, graph, ecfp, nominal_mass):
+        return self.model(graph, ecfp, nominal_mass)
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        graph, ecfp = batch["inputs"]
+        predicted = self.model(graph, ecfp, batch["nominal_mass"])
+        loss = mass_weighted_mse(predicted, batch["target"], self.config.optim.mass_power)
+        size = batch["target"].shape[0]
+        masking = self.config.masking
+        if masking.lambda_bond > 0:
+            mask = sample_bond_mask(graph.edge_index, masking.fraction)
+            bond_loss, _ = bond_masking_loss(self.model.masked_bond_predictions(graph, mask), graph, mask,
+                                             masking.length_weight)
+            self.log("train_bond_loss", bond_loss, batch_size=size)
+            loss = loss + masking.lambda_bond * bond_loss
+        self.log("train_loss", loss, prog_bar=True, batch_size=size)
+        return loss
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        graph, ecfp = batch["inputs"]
+        predicted = self.model(graph, ecfp, batch["nominal_mass"])
+        target = batch["target"]
+        size = target.shape[0]
+        self.log("val_loss", mass_weighted_mse(predicted, target, self.config.optim.mass_power),
+                 batch_size=size, sync_dist=True)
+        self.log("val_cosine", batch_cosine(predicted, torch.sqrt(target.clamp_min(0))).mean(), prog_bar=True,
+                 batch_size=size, sync_dist=True)
+        self._validation.append((batch["index"].cpu().numpy(), predicted.float().cpu().numpy(),
+                                 target.float().cpu().numpy()))
+
+    def on_validation_epoch_start(self) -> None:
+        self._validation = []
+
+    def on_validation_epoch_end(self) -> None:
+        parts = self._validation
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, parts)
+            parts = [part for rank_parts in gathered for part in rank_parts]
+        self._validation = []
+        if not parts or self.trainer.datamodule is None:
+            return
+        rows = np.concatenate([p[0] for p in parts])
+        rows, first = np.unique(rows, return_index=True)  # DDP samplers may pad with repeats
+        predicted = np.concatenate([p[1] for p in parts])[first]
+        true = np.concatenate([p[2] for p in parts])[first]
+        recall = validation_recall(self.trainer.datamodule, rows, np.square(predicted.clip(min=0)), true,
+                                   background=self._library_background())
+        for k in (1, 10):
+            self.log(f"val_recall_at_{k}", recall[f"recall@{k}"], prog_bar=k == 10, sync_dist=False)
+
+    def _library_background(self) -> tuple[np.ndarray, list[str]]:
+        if self._background is None:
+            datamodule = self.trainer.datamodule
+            metadata = datamodule.metadata
+            others = np.flatnonzero(metadata.split != SPLITS.index("val"))
+            self._background = (read_spectra(metadata.path, others),
+                                list(metadata.columns["molecule_key"][others]))
+        return self._background
+
+    def configure_optimizers(self):
+        return configure_optimization(self.parameters(), self.config.optim)
+
+
+def validation_recall(datamodule: SpectraDataModule, rows: np.ndarray, predicted: np.ndarray, true: np.ndarray,
+                      background: tuple[np.ndarray, list[str]], ks: tuple[int, ...] = (1, 10)) -> dict[str, float]:
+    """Library-matching recall of validation rows (NEIMS protocol, as ``matchms-neims evaluate --split val``).
+
+    The library holds ``background`` (experimental spectra of the other splits) and one predicted
+    spectrum per validation structure; the queries are the rows' experimental spectra.
+    """
+    columns = datamodule.metadata.columns
+    keys = list(columns["molecule_key"][rows])
+    smiles = list(columns["smiles"][rows])
+    structures: dict[tuple[str, str], int] = {}
+    for position, (smi, key) in enumerate(zip(smiles, keys)):
+        structures.setdefault((smi, key), position)
+    library = np.concatenate([background[0], predicted[list(structures.values())]]).astype(np.float32)
+    library_keys = background[1] + [key for _, key in structures]
+    return recall_at_k(library_ranks(true, keys, library, library_keys), ks)
+
+
+def initialise_from(model: torch.nn.Module, path: str) -> int:
+    """Copy the weights of a model file (e.g. a pretrained teacher) whose names and shapes match; returns the count."""
+    source = load_model(path).model.state_dict()
+    target = model.state_dict()
+    matching = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
+    model.load_state_dict(matching, strict=False)
+    logger.info("initialised %d of %d tensors from %s", len(matching), len(target), path)
+    return len(matching)
+
+
+def train_teacher(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Fine-tune the teacher (from ``config.init_from`` or from scratch) and export the best epoch.
+
+    Returns
+    -------
+    Path
+        The exported model file (``config.export.path``).
+    """
+    if config.model_class != "TeacherGNN":
+        raise ValueError(f"train teacher needs model_class TeacherGNN, got {config.model_class!r}")
+    if config.trainer.torch_threads:
+        torch.set_num_threads(config.trainer.torch_threads)
+    L.seed_everything(config.trainer.seed, workers=True)
+    featurizer = make_featurizer(config)
+    if featurizer.kind != "graph_ecfp":
+        raise ValueError(f"the teacher reads featurizer.kind 'graph_ecfp', got {featurizer.kind!r}")
+    augment = config.augment
+    augmenter = SpectrumAugmenter(augment.c13_fraction, augment.c13_max_carbons, augment.lds_sigma)
+    datamodule = SpectraDataModule(config.data, featurizer, augmenter)
+    module = TeacherModule(config.to_dict())
+    if config.init_from and not (resume and (Path(config.trainer.output_dir) / "last.ckpt").is_file()):
+        initialise_from(module.model, config.init_from)
+    monitor = config.optim.monitor
+    best, best_path, best_score = fit(module, datamodule, config, monitor, resume, progress)
+    return export(config, best.model, featurizer, {
+        "best_epoch_checkpoint": Path(best_path).name, monitor: best_score,
+        "initialised_from": config.init_from or None, "mc_dropout_samples": 30})
