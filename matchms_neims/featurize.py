@@ -5,7 +5,8 @@
 * :func:`molecular_graph`: a :class:`torch_geometric.data.Data` graph with categorical atom and bond
   features (the OGB-style features of :func:`torch_geometric.utils.from_rdmol` plus an isotope-shift
   column, so that labelled atoms such as 13C or 2H are visible to graph models).
-* ``graph_ecfp`` (the teacher's input): the graph with its ECFP4 bits attached as ``graph.ecfp``.
+* ``graph_ecfp`` / ``graph_ecfp_counts`` (the teacher's input): the graph with its ECFP4 bits or
+  folded Morgan counts attached as ``graph.ecfp``.
 
 :class:`Featurizer` turns SMILES into the model input named in a model's config and checks that
 the molecule fits the model's m/z range, raising :class:`~matchms_neims.chemistry.MoleculeError`
@@ -23,7 +24,7 @@ from rdkit.Chem import rdFingerprintGenerator
 
 from matchms_neims.chemistry import MoleculeError, MoleculeInfo, describe, parse_smiles
 
-FEATURE_KINDS = ("neims_count_ecfp", "student_fingerprint", "graph", "graph_ecfp")
+FEATURE_KINDS = ("neims_count_ecfp", "student_fingerprint", "graph", "graph_ecfp", "graph_ecfp_counts")
 #: Categories of the isotope-shift atom column: mass number minus that of the most common isotope, clipped to 0..3.
 ISOTOPE_SHIFT_CATEGORIES = 4
 
@@ -71,15 +72,18 @@ def molecular_graph(mol: Chem.Mol):
     return graph
 
 
-def graph_with_ecfp(mol: Chem.Mol, n_bits: int = 4096, radius: int = 2):
-    """:func:`molecular_graph` with the ECFP bits attached as ``graph.ecfp`` (uint8, shape ``(1, n_bits)``).
+def graph_with_ecfp(mol: Chem.Mol, n_bits: int = 4096, radius: int = 2, counts: bool = False):
+    """:func:`molecular_graph` with the ECFP attached as ``graph.ecfp`` (uint8, shape ``(1, n_bits)``).
 
+    ``counts=False``: ECFP bits; ``counts=True``: folded Morgan counts (clipped at 255).
     Batching with :class:`torch_geometric.data.Batch` stacks ``ecfp`` to ``(n_graphs, n_bits)``.
     """
     import torch
 
     graph = molecular_graph(mol)
-    graph.ecfp = torch.from_numpy(_morgan_generator(radius, n_bits).GetFingerprintAsNumPy(mol).astype(np.uint8))[None]
+    generator = _morgan_generator(radius, n_bits)
+    values = generator.GetCountFingerprintAsNumPy(mol) if counts else generator.GetFingerprintAsNumPy(mol)
+    graph.ecfp = torch.from_numpy(np.minimum(values, 255).astype(np.uint8))[None]
     return graph
 
 
@@ -87,15 +91,15 @@ def collate_features(kind: str, features: list):
     """Stack the features of several molecules into the model's positional inputs (a tuple).
 
     Fingerprint kinds give ``(tensor,)`` of shape ``(batch, size)``; ``graph`` gives ``(Batch,)`` and
-    ``graph_ecfp`` gives ``(Batch, ecfp)``, the teacher's ``(graph, ecfp)`` inputs.
+    ``graph_ecfp`` and ``graph_ecfp_counts`` give ``(Batch, ecfp)``, the teacher's ``(graph, ecfp)`` inputs.
     """
     import torch
 
-    if kind in ("graph", "graph_ecfp"):
+    if kind.startswith("graph"):
         from torch_geometric.data import Batch
 
         batch = Batch.from_data_list(list(features))
-        return (batch, batch.ecfp) if kind == "graph_ecfp" else (batch,)
+        return (batch,) if kind == "graph" else (batch, batch.ecfp)
     return (torch.from_numpy(np.stack([np.asarray(item, dtype=np.float32) for item in features])),)
 
 
@@ -144,8 +148,8 @@ class Featurizer:
             return neims_count_fingerprint(mol, self.n_bits, self.radius)
         if self.kind == "student_fingerprint":
             return student_fingerprint(mol, self.n_bits, self.n_count_bits, self.radius)
-        if self.kind == "graph_ecfp":
-            return graph_with_ecfp(mol, self.n_bits, self.radius)
+        if self.kind in ("graph_ecfp", "graph_ecfp_counts"):
+            return graph_with_ecfp(mol, self.n_bits, self.radius, counts=self.kind == "graph_ecfp_counts")
         return molecular_graph(mol)
 
     def collate(self, features: list):

@@ -41,6 +41,9 @@ def test_graph_ecfp_batches_into_teacher_inputs():
     graph, ecfp = featurizer.collate(items)
     assert ecfp.shape == (3, 512) and graph.num_graphs == 3
     np.testing.assert_array_equal(ecfp[1].numpy(), ecfp_bits(parse_smiles("c1ccccc1O"), 512))
+    counts = Featurizer(kind="graph_ecfp_counts", n_bits=512)("CCCCCCCC").features.ecfp
+    np.testing.assert_array_equal(counts[0].numpy(), neims_count_fingerprint(parse_smiles("CCCCCCCC"), 512))
+    assert counts.max() > 1  # counts keep how often a substructure occurs
     (fingerprints,) = Featurizer(n_bits=512).collate([np.ones(512), np.zeros(512)])
     assert fingerprints.shape == (2, 512) and fingerprints.dtype == torch.float32
 

@@ -101,3 +101,14 @@ def test_masked_bond_predictions_are_symmetric_and_use_the_mask(inputs):
     h_masked, _ = model.encode_atoms(graph, mask)
     h_plain, _ = model.encode_atoms(graph)
     assert not torch.allclose(h_masked, h_plain)
+
+
+def test_count_ecfp_input_is_log_transformed(inputs):
+    torch.manual_seed(0)
+    graph, ecfp, mass = inputs
+    model = TeacherGNN(**SMALL, ecfp_transform="log1p").eval()
+    counts = ecfp * 3
+    expected = model.ecfp_branch(torch.log1p(counts))
+    torch.testing.assert_close(model.forward_with_details(graph, counts, mass).ecfp_embedding, expected)
+    with pytest.raises(ValueError, match="ecfp_transform"):
+        TeacherGNN(**SMALL, ecfp_transform="sqrt")

@@ -15,8 +15,14 @@ from matchms_neims.cli import main
 from matchms_neims.featurize import Featurizer
 from matchms_neims.metrics import uncertainty_calibration
 from matchms_neims.predictor import NeimsPredictor
-from training.augment import (SpectrumAugmenter, conformer_distances, isotope_nominal_shift, label_carbons,
-                              shift_spectrum_for_labels, smooth_spectra)
+from training.augment import (
+    SpectrumAugmenter,
+    conformer_distances,
+    isotope_nominal_shift,
+    label_carbons,
+    shift_spectrum_for_labels,
+    smooth_spectra,
+)
 from training.config import CONFIG_DIR, TrainConfig
 from training.losses import bond_masking_loss, sample_bond_mask
 from training.molecules import MoleculeFile
@@ -208,6 +214,10 @@ def test_pretrain_then_fine_tune_one_epoch_end_to_end(tiny_teacher_config, tmp_p
 
     spectra = NeimsPredictor(config.export.path, uncertainty_samples=5).predict_spectra(["CCO", "nonsense", "CCN"])
     assert len(spectra) == 2 and all(s.get("prediction_uncertainty") > 0 for s in spectra)
+    library = tmp_path / "teacher_library.msp"
+    assert main(["predict", str(Path(config.pretraining.molecules[0])), "-o", str(library), "--model",
+                 config.export.path, "--uncertainty", "3"]) == 0
+    assert library.read_text().count("prediction_uncertainty: ") == library.read_text().count("Num Peaks:") > 0
 
     report_path = tmp_path / "report.json"
     assert main(["evaluate", "--model", config.export.path, "--config", str(tiny_teacher_config), "--split", "test",

@@ -14,7 +14,7 @@ from training.config import TrainConfig
 from training.data import SpectraDataModule
 from training.losses import batch_cosine, mass_weighted_mse
 from training.optim import configure_optimization
-from training.runner import export, fit
+from training.runner import export, fit, prepare
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +81,7 @@ def train_baseline(config: TrainConfig, resume: bool = False, progress: bool = T
     Path
         The exported model file (``config.export.path``).
     """
-    if config.trainer.torch_threads:
-        torch.set_num_threads(config.trainer.torch_threads)
-    L.seed_everything(config.trainer.seed, workers=True)
+    prepare(config, "train baseline")
     featurizer = make_featurizer(config)
     datamodule = SpectraDataModule(config.data, featurizer)
     module = SpectrumRegressionModule(config.to_dict())

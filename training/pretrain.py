@@ -29,7 +29,7 @@ from training.data import SPLITS, CacheMetadata, build_cache
 from training.losses import bond_masking_loss, sample_bond_mask
 from training.molecules import MoleculeFile, SmilesList
 from training.optim import configure_optimization
-from training.runner import export, fit
+from training.runner import export, fit, prepare
 
 logger = logging.getLogger(__name__)
 MAX_LOGGED_SKIPS = 10
@@ -184,11 +184,7 @@ def pretrain_teacher(config: TrainConfig, resume: bool = False, progress: bool =
     The exported file is a complete TeacherGNN model file whose spectrum head is untrained; use it as
     ``init_from`` of ``train teacher``.
     """
-    if config.model_class != "TeacherGNN":
-        raise ValueError(f"teacher-pretrain needs model_class TeacherGNN, got {config.model_class!r}")
-    if config.trainer.torch_threads:
-        torch.set_num_threads(config.trainer.torch_threads)
-    L.seed_everything(config.trainer.seed, workers=True)
+    prepare(config, "teacher-pretrain", "TeacherGNN")
     datamodule = PretrainDataModule(config)
     module = TeacherPretrainModule(config.to_dict())
     best, best_path, best_score = fit(module, datamodule, config, "val_bond_accuracy", resume, progress)

@@ -24,6 +24,15 @@ def training_command() -> str:
     return " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]])
 
 
+def prepare(config: TrainConfig, command: str, model_class: str | None = None) -> None:
+    """Check the config's model class for ``command``, set the CPU threads and seed everything."""
+    if model_class is not None and config.model_class != model_class:
+        raise ValueError(f"{command} needs model_class {model_class}, got {config.model_class!r}")
+    if config.trainer.torch_threads:
+        torch.set_num_threads(config.trainer.torch_threads)
+    L.seed_everything(config.trainer.seed, workers=True)
+
+
 def fit(module: L.LightningModule, datamodule: L.LightningDataModule, config: TrainConfig, monitor: str,
         resume: bool = False, progress: bool = True) -> tuple[L.LightningModule, str, float | None]:
     """Train with checkpointing and early stopping on ``monitor`` (maximised).

@@ -24,7 +24,7 @@ from training.config import TrainConfig
 from training.data import SPLITS, SpectraDataModule, read_spectra
 from training.losses import batch_cosine, bond_masking_loss, mass_weighted_mse, sample_bond_mask
 from training.optim import configure_optimization
-from training.runner import export, fit
+from training.runner import export, fit, prepare
 
 logger = logging.getLogger(__name__)
 
@@ -146,14 +146,10 @@ def train_teacher(config: TrainConfig, resume: bool = False, progress: bool = Tr
     Path
         The exported model file (``config.export.path``).
     """
-    if config.model_class != "TeacherGNN":
-        raise ValueError(f"train teacher needs model_class TeacherGNN, got {config.model_class!r}")
-    if config.trainer.torch_threads:
-        torch.set_num_threads(config.trainer.torch_threads)
-    L.seed_everything(config.trainer.seed, workers=True)
+    prepare(config, "train teacher", "TeacherGNN")
     featurizer = make_featurizer(config)
-    if featurizer.kind != "graph_ecfp":
-        raise ValueError(f"the teacher reads featurizer.kind 'graph_ecfp', got {featurizer.kind!r}")
+    if featurizer.kind not in ("graph_ecfp", "graph_ecfp_counts"):
+        raise ValueError(f"the teacher reads featurizer.kind graph_ecfp or graph_ecfp_counts, got {featurizer.kind!r}")
     augment = config.augment
     augmenter = SpectrumAugmenter(augment.c13_fraction, augment.c13_max_carbons, augment.lds_sigma)
     datamodule = SpectraDataModule(config.data, featurizer, augmenter)

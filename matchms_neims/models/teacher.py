@@ -110,7 +110,10 @@ class TeacherGNN(nn.Module):
     attention_hidden
         Hidden size of the bond-breaking attention and of the attention-pooling gate.
     ecfp_size
-        Length of the ECFP4 bit vector (4096).
+        Length of the ECFP4 vector (4096).
+    ecfp_transform
+        ``"none"`` for ECFP bits (featurizer ``graph_ecfp``); ``"log1p"`` for Morgan counts
+        (featurizer ``graph_ecfp_counts``), which keep how often a substructure occurs.
     ecfp_hidden
         Sizes of the ECFP branch layers (1024, 512); the last one is the exposed ``ecfp_embedding``.
     fusion_hidden
@@ -121,10 +124,13 @@ class TeacherGNN(nn.Module):
 
     def __init__(self, atom_embedding_dim: int = 128, bond_embedding_dim: int = 128, hidden_size: int = 256,
                  n_layers: int = 8, dropout: float = 0.3, drop_edge: float = 0.2, attention_hidden: int = 128,
-                 ecfp_size: int = 4096, ecfp_hidden: tuple[int, ...] = (1024, 512),
+                 ecfp_size: int = 4096, ecfp_transform: str = "none", ecfp_hidden: tuple[int, ...] = (1024, 512),
                  fusion_hidden: tuple[int, ...] = (1024, 512), max_mz: int = 500, isotope_margin: int = 5):
         super().__init__()
+        if ecfp_transform not in ("none", "log1p"):
+            raise ValueError(f"unknown ecfp_transform {ecfp_transform!r}; expected 'none' or 'log1p'")
         self.max_mz = max_mz
+        self.ecfp_transform = ecfp_transform
         self.atom_embedding = CategoricalEmbedding(ATOM_FEATURE_SIZES, atom_embedding_dim)
         self.bond_embedding = CategoricalEmbedding(BOND_FEATURE_SIZES, bond_embedding_dim)
         self.atom_projection = nn.Linear(atom_embedding_dim, hidden_size)
@@ -183,7 +189,8 @@ class TeacherGNN(nn.Module):
         h, bond_probability = self.encode_atoms(graph)
         pooled = torch.cat([global_mean_pool(h, batch, n_graphs), global_max_pool(h, batch, n_graphs),
                             self.attention_pool(h, batch, dim_size=n_graphs)], dim=-1)
-        ecfp_embedding = self.ecfp_branch(ecfp.to(pooled.dtype))
+        ecfp = ecfp.to(pooled.dtype)
+        ecfp_embedding = self.ecfp_branch(torch.log1p(ecfp) if self.ecfp_transform == "log1p" else ecfp)
         fused = self.fusion(torch.cat([pooled, ecfp_embedding], dim=-1))
         return TeacherOutput(self.head(fused, nominal_mass), bond_probability, ecfp_embedding, pooled)
 
