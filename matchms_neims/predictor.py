@@ -79,8 +79,9 @@ class PredictionBatch:
 def uncertainty_score(sqrt_mean: np.ndarray, sqrt_std: np.ndarray) -> np.ndarray:
     """Relative MC-dropout spread of each predicted spectrum: ``||std|| / ||mean||`` in sqrt-intensity space.
 
-    0 means every dropout sample gave the same spectrum; values around 0.3 and above mean the samples
-    disagree on the main peaks.
+    0 means every dropout sample gave the same spectrum; the larger the score, the more the samples
+    disagree. Per spectrum it rises with the prediction error (see ``uncertainty_calibration`` in the
+    reports of ``matchms-neims evaluate``).
     """
     norm = np.linalg.norm(sqrt_mean, axis=-1)
     return np.divide(np.linalg.norm(sqrt_std, axis=-1), norm, out=np.zeros_like(norm), where=norm > 0)
