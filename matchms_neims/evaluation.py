@@ -62,6 +62,43 @@ def _timing(predictor: NeimsPredictor, smiles: list[str], n_molecules: int) -> d
             "single_p99_ms": float(np.percentile(latencies, 99)), "batch_ms_per_molecule": float(batch_ms)}
 
 
+def matching_library(predicted: np.ndarray, keys: list[str], structures: list[str],
+                     background: SpectraSet | None = None) -> tuple[np.ndarray, list[str], int]:
+    """Library of the NEIMS protocol for query rows with predicted spectra.
+
+    It holds the background's experimental spectra of *other* molecules (rows whose key is a query key
+    are dropped) and one predicted spectrum per distinct (structure, key) of the queries. A hit is
+    correct when its key (InChIKey first block) is the query's.
+
+    Parameters
+    ----------
+    predicted
+        Predicted spectrum of each query row.
+    keys, structures
+        Molecule key and canonical SMILES of each query row; isotope-labelled analogues share the key
+        but not the structure, and get an entry each.
+    background
+        Experimental spectra of other molecules.
+
+    Returns
+    -------
+    library, library_keys, n_structures
+        Library vectors (float32), their keys, and the number of predicted entries.
+    """
+    query_keys = set(keys)
+    parts, library_keys = [], []
+    if background is not None and len(background.keys):
+        keep = [i for i, key in enumerate(background.keys) if key not in query_keys]
+        parts.append(background.vectors[keep])
+        library_keys += [background.keys[i] for i in keep]
+    first_row: dict[tuple[str, str], int] = {}
+    for row, entry in enumerate(zip(structures, keys)):
+        first_row.setdefault(entry, row)
+    parts.append(predicted[list(first_row.values())])
+    library_keys += [key for _, key in first_row]
+    return np.concatenate(parts).astype(np.float32), library_keys, len(first_row)
+
+
 def evaluate_model(predictor: NeimsPredictor, queries: SpectraSet, background: SpectraSet | None = None,
                    decoy_smiles: list[str] | None = None, ks: tuple[int, ...] = (1, 5, 10, 20),
                    mz_power: float = 1.0, intensity_power: float = 0.5, timing_molecules: int = 200,
@@ -109,18 +146,10 @@ def evaluate_model(predictor: NeimsPredictor, queries: SpectraSet, background: S
     per_spectrum = spectrum_metrics(predicted, true)
 
     # Library: background experimental spectra of other molecules + predictions of the query molecules + decoys.
-    # A hit is correct when its InChIKey first block is the query's (NEIMS protocol).
     query_key_set = set(row_keys)
-    library_parts, library_keys = [], []
-    if background is not None and len(background.keys):
-        keep = [i for i, key in enumerate(background.keys) if key not in query_key_set]
-        library_parts.append(background.vectors[keep])
-        library_keys += [background.keys[i] for i in keep]
-    # one predicted entry per (structure, molecule key): canonical SMILES -> one input spelling
-    structures = {(info_of[smi].smiles, key): smi for smi, key in zip(row_smiles, row_keys)}
-    library_parts.append(np.stack([predicted_of[smi] for smi in structures.values()]) if structures
-                         else np.zeros((0, true.shape[1])))
-    library_keys += [key for _, key in structures]
+    library, library_keys, n_structures = matching_library(
+        predicted, row_keys, [info_of[smi].smiles for smi in row_smiles], background)
+    library_parts = [library]
     n_decoys = 0
     if decoy_smiles:
         decoys = predictor.predict_batch(decoy_smiles)
@@ -135,7 +164,7 @@ def evaluate_model(predictor: NeimsPredictor, queries: SpectraSet, background: S
     report = {
         "n_query_spectra": len(rows),
         "n_query_molecules": len(query_key_set),
-        "n_query_structures": len(structures),
+        "n_query_structures": n_structures,
         "n_unpredictable_molecules": len(batch.errors),
         "library_size": int(len(library_keys)),
         "n_decoys": n_decoys,

@@ -81,8 +81,7 @@ def graph_with_ecfp(mol: Chem.Mol, n_bits: int = 4096, radius: int = 2, counts: 
     import torch
 
     graph = molecular_graph(mol)
-    generator = _morgan_generator(radius, n_bits)
-    values = generator.GetCountFingerprintAsNumPy(mol) if counts else generator.GetFingerprintAsNumPy(mol)
+    values = neims_count_fingerprint(mol, n_bits, radius) if counts else ecfp_bits(mol, n_bits, radius)
     graph.ecfp = torch.from_numpy(np.minimum(values, 255).astype(np.uint8))[None]
     return graph
 

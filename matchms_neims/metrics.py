@@ -130,13 +130,23 @@ def spectrum_metrics(predicted: np.ndarray, true: np.ndarray, peak_threshold: fl
     return metrics
 
 
+def uncertainty_score(sqrt_mean: np.ndarray, sqrt_std: np.ndarray) -> np.ndarray:
+    """Relative MC-dropout spread of each predicted spectrum: ``||std|| / ||mean||`` in sqrt-intensity space.
+
+    0 means every dropout sample gave the same spectrum; the larger the score, the more the samples
+    disagree. Per spectrum it rises with the prediction error (see :func:`uncertainty_calibration`).
+    """
+    norm = np.linalg.norm(sqrt_mean, axis=-1)
+    return np.divide(np.linalg.norm(sqrt_std, axis=-1), norm, out=np.zeros_like(norm), where=norm > 0)
+
+
 def uncertainty_calibration(sqrt_mean: np.ndarray, sqrt_std: np.ndarray, true: np.ndarray,
                             nominal_masses: np.ndarray, isotope_margin: int = 5, n_groups: int = 10) -> dict:
     """How well MC-dropout standard deviations track the actual errors.
 
     Per bin (only bins a molecule can produce, m/z <= M + ``isotope_margin``), the predicted std is
     compared with the absolute error ``|mean - sqrt(true)|`` in sqrt-intensity space; per spectrum,
-    the relative spread ``||std|| / ||mean||`` is compared with ``1 - cosine`` of the sqrt spectra.
+    the relative spread (:func:`uncertainty_score`) is compared with ``1 - cosine`` of the sqrt spectra.
 
     Returns
     -------
@@ -157,8 +167,7 @@ def uncertainty_calibration(sqrt_mean: np.ndarray, sqrt_std: np.ndarray, true: n
             groups.append({"decile": index + 1, "n_bins": int(chunk.size),
                            "mean_std": float(std_values[chunk].mean()),
                            "mean_abs_error": float(error_values[chunk].mean())})
-    spread = np.divide(np.linalg.norm(sqrt_std, axis=1), np.linalg.norm(sqrt_mean, axis=1),
-                       out=np.zeros(len(true)), where=np.linalg.norm(sqrt_mean, axis=1) > 0)
+    spread = uncertainty_score(sqrt_mean, sqrt_std)
     cosine_error = 1 - paired_cosine(np.square(np.clip(sqrt_mean, 0, None)), true, 0.0, 0.5)
     enough = len(true) > 2
     return {

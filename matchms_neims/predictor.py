@@ -16,7 +16,8 @@ from matchms import Spectrum
 from matchms_neims.checkpoint import LoadedModel, load_model
 from matchms_neims.chemistry import MoleculeError, MoleculeInfo
 from matchms_neims.featurize import FeaturizedMolecule
-from matchms_neims.spectra import vector_to_peaks
+from matchms_neims.metrics import uncertainty_score
+from matchms_neims.spectra import normalize_base_peak, vector_to_peaks
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class PredictionBatch:
     """Predicted spectrum vectors (base peak 1) of the molecules that could be predicted.
 
     ``uncertainty`` (MC-dropout models asked for samples only) holds one score per molecule, see
-    :func:`uncertainty_score`; ``sqrt_std`` the per-bin standard deviation in the model's
+    :func:`~matchms_neims.metrics.uncertainty_score`; ``sqrt_std`` the per-bin standard deviation in the model's
     sqrt-intensity space.
     """
 
@@ -76,21 +77,8 @@ class PredictionBatch:
     sqrt_std: np.ndarray | None = None
 
 
-def uncertainty_score(sqrt_mean: np.ndarray, sqrt_std: np.ndarray) -> np.ndarray:
-    """Relative MC-dropout spread of each predicted spectrum: ``||std|| / ||mean||`` in sqrt-intensity space.
-
-    0 means every dropout sample gave the same spectrum; the larger the score, the more the samples
-    disagree. Per spectrum it rises with the prediction error (see ``uncertainty_calibration`` in the
-    reports of ``matchms-neims evaluate``).
-    """
-    norm = np.linalg.norm(sqrt_mean, axis=-1)
-    return np.divide(np.linalg.norm(sqrt_std, axis=-1), norm, out=np.zeros_like(norm), where=norm > 0)
-
-
 def _to_intensities(sqrt_intensity: np.ndarray) -> np.ndarray:
-    intensity = np.square(np.clip(sqrt_intensity, 0, None))
-    peak = intensity.max(axis=1, keepdims=True)
-    return np.divide(intensity, peak, out=np.zeros_like(intensity), where=peak > 0)
+    return normalize_base_peak(np.square(np.clip(sqrt_intensity, 0, None)))
 
 
 class NeimsPredictor:
@@ -108,7 +96,8 @@ class NeimsPredictor:
     uncertainty_samples
         For models with MC-dropout uncertainty (the teacher): number of stochastic passes per molecule.
         The prediction is then the mean of the samples and every spectrum carries a
-        ``prediction_uncertainty`` score (:func:`uncertainty_score`). 0 (default): one deterministic pass.
+        ``prediction_uncertainty`` score (:func:`~matchms_neims.metrics.uncertainty_score`).
+        0 (default): one deterministic pass.
 
     Examples
     --------

@@ -14,6 +14,12 @@ from matchms_neims.utils import quiet_matchms
 DEFAULT_MAX_MZ = 500
 
 
+def normalize_base_peak(vectors: np.ndarray) -> np.ndarray:
+    """Scale each spectrum vector (the last axis) so its base peak is 1; all-zero vectors stay zero."""
+    peak = vectors.max(axis=-1, keepdims=True)
+    return np.divide(vectors, peak, out=np.zeros_like(vectors), where=peak > 0)
+
+
 def bin_spectrum(mz: np.ndarray, intensities: np.ndarray, max_mz: int = DEFAULT_MAX_MZ) -> np.ndarray:
     """Bin peaks to nominal m/z 0..max_mz and normalise the base peak to 1.
 
@@ -31,10 +37,7 @@ def bin_spectrum(mz: np.ndarray, intensities: np.ndarray, max_mz: int = DEFAULT_
     bins = np.rint(mz).astype(np.int64)
     keep = (bins >= 0) & (bins <= max_mz) & (intensities > 0)
     np.add.at(vector, bins[keep], intensities[keep])
-    peak = vector.max()
-    if peak > 0:
-        vector /= peak
-    return vector.astype(np.float32)
+    return normalize_base_peak(vector).astype(np.float32)
 
 
 def vector_to_peaks(vector: np.ndarray, min_relative_intensity: float = 0.0) -> tuple[np.ndarray, np.ndarray]:

@@ -35,3 +35,21 @@ def tiny_predictor(tiny_model_path):
     from matchms_neims.predictor import NeimsPredictor
 
     return NeimsPredictor(tiny_model_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_training_config(fixtures_dir):
+    """Factory: a config from ``training/configs/<name>`` reading the mini MassBank fixture, on CPU, under ``root``."""
+
+    def make(name: str, root: Path):
+        from training.config import CONFIG_DIR, TrainConfig
+
+        config = TrainConfig.from_yaml(CONFIG_DIR / name)
+        config.data.spectra = str(fixtures_dir / "massbank_mini.msp")
+        config.data.cache = str(root / "cache.h5")
+        config.data.batch_size = 16
+        config.trainer.accelerator = "cpu"
+        config.trainer.output_dir = str(root / "run")
+        return config
+
+    return make

@@ -170,14 +170,11 @@ def test_teacher_configs_round_trip_and_override(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_teacher_config(tmp_path_factory, fixtures_dir) -> Path:
+def tiny_teacher_config(tmp_path_factory, tiny_training_config, fixtures_dir) -> Path:
     root = tmp_path_factory.mktemp("teacher")
-    config = TrainConfig.from_yaml(CONFIG_DIR / "teacher_finetune.yaml")
+    config = tiny_training_config("teacher_finetune.yaml", root)
     config.model.update(TINY_TEACHER)
     config.featurizer.n_bits = 256
-    config.data.spectra = str(fixtures_dir / "massbank_mini.msp")
-    config.data.cache = str(root / "cache.h5")
-    config.data.batch_size = 16
     config.pretraining.molecules = [str(fixtures_dir / "molecules_small.smi")]
     config.pretraining.val_fraction = 0.2
     config.pretraining.conformers = 2
@@ -185,8 +182,6 @@ def tiny_teacher_config(tmp_path_factory, fixtures_dir) -> Path:
     config.masking.lambda_bond = 0.1
     config.augment.c13_fraction = 0.3
     config.augment.lds_sigma = 1.0
-    config.trainer.accelerator = "cpu"
-    config.trainer.output_dir = str(root / "run")
     config.init_from = str(root / "pretrain" / "model.pt")
     config.export.path = str(root / "run" / "model.pt")
     config.export.name = "tiny-teacher"

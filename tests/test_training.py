@@ -27,17 +27,12 @@ def test_unknown_config_key_is_named(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_config(tmp_path_factory, fixtures_dir) -> Path:
+def tiny_config(tmp_path_factory, tiny_training_config) -> Path:
     root = tmp_path_factory.mktemp("train")
-    config = TrainConfig.from_yaml(CONFIG_DIR / "baseline.yaml")
+    config = tiny_training_config("baseline.yaml", root)
     config.model.update(input_size=512, hidden_size=32, n_blocks=1)
     config.featurizer.n_bits = 512
-    config.data.spectra = str(fixtures_dir / "massbank_mini.msp")
-    config.data.cache = str(root / "cache.h5")
-    config.data.batch_size = 16
     config.optim.max_epochs = 2
-    config.trainer.accelerator = "cpu"
-    config.trainer.output_dir = str(root / "run")
     config.export.path = str(root / "model.pt")
     config.export.name = "tiny-baseline"
     path = root / "tiny.yaml"

@@ -20,7 +20,8 @@ from rdkit import Chem
 from rdkit.Chem import AllChem
 from scipy.ndimage import gaussian_filter1d
 
-from matchms_neims.chemistry import nominal_mass
+from matchms_neims.chemistry import nominal_mass, parse_smiles
+from matchms_neims.spectra import normalize_base_peak
 
 _PERIODIC_TABLE = Chem.GetPeriodicTable()
 
@@ -78,17 +79,15 @@ def shift_spectrum_for_labels(vector: np.ndarray, molecular_mass: int, n_labels:
         offset = k * shift
         if offset < n_bins:
             out[offset:] += moved[: n_bins - offset]
-    peak = out.max()
-    return (out / peak if peak > 0 else out).astype(np.float32)
+    return normalize_base_peak(out).astype(np.float32)
 
 
 def smooth_spectra(vectors: np.ndarray, sigma: float) -> np.ndarray:
     """Label distribution smoothing: Gaussian filter of width ``sigma`` (m/z) along the last axis, base peak 1."""
     if sigma <= 0:
         return vectors
-    smoothed = gaussian_filter1d(np.asarray(vectors, dtype=np.float32), sigma, axis=-1, mode="constant")
-    peak = smoothed.max(axis=-1, keepdims=True)
-    return np.divide(smoothed, peak, out=np.zeros_like(smoothed), where=peak > 0)
+    return normalize_base_peak(gaussian_filter1d(np.asarray(vectors, dtype=np.float32), sigma, axis=-1,
+                                                 mode="constant"))
 
 
 def conformer_distances(mol: Chem.Mol, n_conformers: int = 3, seed: int = 0) -> np.ndarray | None:
@@ -130,11 +129,16 @@ class SpectrumAugmenter:
     def active(self) -> bool:
         return self.c13_fraction > 0 or self.lds_sigma > 0
 
-    def label(self, mol: Chem.Mol, vector: np.ndarray, rng: np.random.Generator
+    def label(self, mol: Chem.Mol | str, vector: np.ndarray, rng: np.random.Generator
               ) -> tuple[Chem.Mol, np.ndarray, int] | None:
-        """Maybe label the molecule: ``(labelled mol, shifted spectrum, new nominal mass)`` or ``None``."""
+        """Maybe label the molecule: ``(labelled mol, shifted spectrum, new nominal mass)`` or ``None``.
+
+        ``mol`` may be a SMILES string; it is parsed only for the samples drawn for labelling.
+        """
         if self.c13_fraction <= 0 or rng.random() >= self.c13_fraction:
             return None
+        if isinstance(mol, str):
+            mol = parse_smiles(mol)
         n_labels = int(rng.integers(1, self.max_carbons + 1))
         labelled = label_carbons(mol, n_labels, rng)
         if labelled is None:

@@ -330,7 +330,7 @@ class LazyMassSpecDataset(Dataset):
         mass = int(self.metadata.nominal_mass[row])
         features = None
         if self.augmenter is not None:
-            labelled = self.augmenter.label(parse_smiles(smiles), target, self._random())
+            labelled = self.augmenter.label(smiles, target, self._random())
             if labelled is not None:
                 mol, target, mass = labelled
                 features = self.featurizer.features_of_mol(mol)

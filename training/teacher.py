@@ -17,11 +17,13 @@ import numpy as np
 import torch
 
 from matchms_neims.checkpoint import load_model
+from matchms_neims.evaluation import SpectraSet, matching_library
 from matchms_neims.metrics import library_ranks, recall_at_k
 from training.augment import SpectrumAugmenter
 from training.baseline import make_featurizer
 from training.config import TrainConfig
-from training.data import SPLITS, SpectraDataModule, read_spectra
+from training.data import SpectraDataModule
+from training.evaluate import split_sets
 from training.losses import batch_cosine, bond_masking_loss, mass_weighted_mse, sample_bond_mask
 from training.optim import configure_optimization
 from training.runner import export, fit, prepare
@@ -44,7 +46,7 @@ class TeacherModule(L.LightningModule):
         self.config = TrainConfig.from_dict(config)
         self.model = TeacherGNN(**self.config.model)
         self._validation: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._background: tuple[np.ndarray, list[str]] | None = None
+        self._background: SpectraSet | None = None
 
     def forward(self, graph, ecfp, nominal_mass):
         return self.model(graph, ecfp, nominal_mass)
@@ -97,13 +99,9 @@ class TeacherModule(L.LightningModule):
         for k in (1, 10):
             self.log(f"val_recall_at_{k}", recall[f"recall@{k}"], prog_bar=k == 10, sync_dist=False)
 
-    def _library_background(self) -> tuple[np.ndarray, list[str]]:
-        if self._background is None:
-            datamodule = self.trainer.datamodule
-            metadata = datamodule.metadata
-            others = np.flatnonzero(metadata.split != SPLITS.index("val"))
-            self._background = (read_spectra(metadata.path, others),
-                                list(metadata.columns["molecule_key"][others]))
+    def _library_background(self) -> SpectraSet:
+        if self._background is None:  # experimental spectra of the other splits, read once
+            self._background = split_sets(self.config, "val")[1]
         return self._background
 
     def configure_optimizers(self):
@@ -111,20 +109,16 @@ class TeacherModule(L.LightningModule):
 
 
 def validation_recall(datamodule: SpectraDataModule, rows: np.ndarray, predicted: np.ndarray, true: np.ndarray,
-                      background: tuple[np.ndarray, list[str]], ks: tuple[int, ...] = (1, 10)) -> dict[str, float]:
+                      background: SpectraSet, ks: tuple[int, ...] = (1, 10)) -> dict[str, float]:
     """Library-matching recall of validation rows (NEIMS protocol, as ``matchms-neims evaluate --split val``).
 
-    The library holds ``background`` (experimental spectra of the other splits) and one predicted
-    spectrum per validation structure; the queries are the rows' experimental spectra.
+    The library (:func:`matchms_neims.evaluation.matching_library`) holds ``background`` (experimental
+    spectra of the other splits) and one predicted spectrum per validation structure; the queries are
+    the rows' experimental spectra.
     """
     columns = datamodule.metadata.columns
     keys = list(columns["molecule_key"][rows])
-    smiles = list(columns["smiles"][rows])
-    structures: dict[tuple[str, str], int] = {}
-    for position, (smi, key) in enumerate(zip(smiles, keys)):
-        structures.setdefault((smi, key), position)
-    library = np.concatenate([background[0], predicted[list(structures.values())]]).astype(np.float32)
-    library_keys = background[1] + [key for _, key in structures]
+    library, library_keys, _ = matching_library(predicted, keys, list(columns["smiles"][rows]), background)
     return recall_at_k(library_ranks(true, keys, library, library_keys), ks)
 
 
