@@ -269,6 +269,8 @@ def _format_value(value) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.10g}"
+    if isinstance(value, (list, tuple)):  # e.g. a predicted spectrum's expert_weights: comma-separated values
+        return ",".join(_format_value(item) for item in value)
     return str(value).replace("\n", " ")
 
 

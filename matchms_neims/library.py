@@ -450,16 +450,17 @@ def build_library(
                 batch = predictor.predict_batch(chunk)
                 errors.extend(_chunk_errors(chunk, batch))
                 parts = []
-                uncertainties = (batch.uncertainty if batch.uncertainty is not None
-                                 else [None] * len(batch.molecules))
-                for vector, molecule, info, uncertainty in zip(batch.vectors, batch.molecules, batch.infos,
-                                                               uncertainties):
+                for vector, molecule, info, uncertainty, expert_weights in zip(
+                        batch.vectors, batch.molecules, batch.infos, batch.per_molecule(batch.uncertainty),
+                        batch.per_molecule(batch.expert_weights)):
                     mz, intensities = _library_peaks(vector, min_relative_intensity)
                     if not mz:
                         errors.append((molecule.record, molecule.smiles,
                                        f"no predicted peak above {min_relative_intensity:g} of the base peak"))
                         continue
-                    metadata = predictor.spectrum_metadata(molecule, info, uncertainty)
+                    # passed only when present, so that predictor wrappers with the older signature keep working
+                    extra = {} if expert_weights is None else {"expert_weights": expert_weights}
+                    metadata = predictor.spectrum_metadata(molecule, info, uncertainty, **extra)
                     parts.append(_format_record(file_format, metadata, mz, intensities, peaks))
                 handle.write("".join(parts))
                 n_written += len(parts)

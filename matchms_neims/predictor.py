@@ -65,7 +65,8 @@ class PredictionBatch:
 
     ``uncertainty`` (MC-dropout models asked for samples only) holds one score per molecule, see
     :func:`~matchms_neims.metrics.uncertainty_score`; ``sqrt_std`` the per-bin standard deviation in the model's
-    sqrt-intensity space.
+    sqrt-intensity space. ``expert_weights`` (mixture-of-experts models, deterministic prediction only) holds
+    the mixing weight of every expert per molecule, shape ``(n_molecules, n_experts)``.
     """
 
     vectors: np.ndarray
@@ -75,6 +76,11 @@ class PredictionBatch:
     uncertainty: np.ndarray | None = None
     sqrt_mean: np.ndarray | None = None
     sqrt_std: np.ndarray | None = None
+    expert_weights: np.ndarray | None = None
+
+    def per_molecule(self, values: np.ndarray | None) -> Sequence:
+        """``values`` (one row per predicted molecule) or ``None`` for each molecule when absent."""
+        return values if values is not None else [None] * len(self.molecules)
 
 
 def _to_intensities(sqrt_intensity: np.ndarray) -> np.ndarray:
@@ -145,6 +151,12 @@ class NeimsPredictor:
         """Whether the model can estimate its uncertainty (MC dropout)."""
         return hasattr(self.loaded.model, "predict_with_uncertainty")
 
+    @property
+    def supports_expert_weights(self) -> bool:
+        """Whether the model is a mixture of experts whose ``forward_with_details`` gives ``expert_weights``."""
+        model = self.loaded.model
+        return hasattr(model, "forward_with_details") and hasattr(model, "n_experts")
+
     # ------------------------------------------------------------------ core
     def featurize(self, molecules: Sequence[MoleculeInput]) -> tuple[list[int], list[FeaturizedMolecule],
                                                                      list[MoleculeError]]:
@@ -173,6 +185,23 @@ class NeimsPredictor:
             inputs, masses = self._model_inputs(featurized[start : start + self.batch_size])
             outputs.append(self.loaded.model(*inputs, masses).float().cpu().numpy())
         return _to_intensities(np.concatenate(outputs))
+
+    @torch.inference_mode()
+    def predict_features_with_expert_weights(self, featurized: Sequence[FeaturizedMolecule]
+                                             ) -> tuple[np.ndarray, np.ndarray]:
+        """Mixture-of-experts prediction: spectrum vectors (base peak 1) and the mixing weights of the experts."""
+        if not self.supports_expert_weights:
+            raise ValueError(f"model {self.model_name} ({self.loaded.model_class}) is not a mixture of experts")
+        if not featurized:
+            return (np.zeros((0, self.max_mz + 1), dtype=np.float32),
+                    np.zeros((0, self.loaded.model.n_experts), dtype=np.float32))
+        spectra, weights = [], []
+        for start in range(0, len(featurized), self.batch_size):
+            inputs, masses = self._model_inputs(featurized[start : start + self.batch_size])
+            output = self.loaded.model.forward_with_details(*inputs, masses)
+            spectra.append(output.spectrum.float().cpu().numpy())
+            weights.append(output.expert_weights.float().cpu().numpy())
+        return _to_intensities(np.concatenate(spectra)), np.concatenate(weights)
 
     @torch.inference_mode()
     def predict_features_with_uncertainty(self, featurized: Sequence[FeaturizedMolecule], n_samples: int = 30,
@@ -205,10 +234,12 @@ class NeimsPredictor:
         molecules = [as_molecule_input(item, i) for i, item in enumerate(items)]
         positions, featurized, errors = self.featurize(molecules)
         n_samples = self.uncertainty_samples if uncertainty_samples is None else uncertainty_samples
-        uncertainty = sqrt_mean = sqrt_std = None
+        uncertainty = sqrt_mean = sqrt_std = expert_weights = None
         if n_samples:
             vectors, sqrt_mean, sqrt_std = self.predict_features_with_uncertainty(featurized, n_samples)
             uncertainty = uncertainty_score(sqrt_mean, sqrt_std)
+        elif self.supports_expert_weights:
+            vectors, expert_weights = self.predict_features_with_expert_weights(featurized)
         else:
             vectors = self.predict_features(featurized)
         for error in errors[:MAX_LOGGED_ERRORS]:
@@ -216,7 +247,7 @@ class NeimsPredictor:
         if len(errors) > MAX_LOGGED_ERRORS:
             logger.warning("skipped %d more molecules that cannot be predicted", len(errors) - MAX_LOGGED_ERRORS)
         return PredictionBatch(vectors, [molecules[i] for i in positions], [f.info for f in featurized], errors,
-                               uncertainty, sqrt_mean, sqrt_std)
+                               uncertainty, sqrt_mean, sqrt_std, expert_weights)
 
     # ------------------------------------------------------------------ public API
     def predict(self, smiles: str, min_relative_intensity: float = 0.001) -> dict[str, np.ndarray]:
@@ -226,7 +257,8 @@ class NeimsPredictor:
         -------
         dict
             ``{"mz": ..., "intensity": ...}``: nominal m/z values and intensities relative to the
-            base peak (1.0), peaks below ``min_relative_intensity`` dropped.
+            base peak (1.0), peaks below ``min_relative_intensity`` dropped; for mixture-of-experts
+            models (the student) also ``"expert_weights"``, the mixing weight of each expert.
 
         Raises
         ------
@@ -236,14 +268,19 @@ class NeimsPredictor:
         _, featurized, errors = self.featurize([MoleculeInput(smiles, "", smiles)])
         if errors:
             raise errors[0]
+        if self.supports_expert_weights:
+            vectors, expert_weights = self.predict_features_with_expert_weights(featurized)
+            mz, intensity = vector_to_peaks(vectors[0], min_relative_intensity)
+            return {"mz": mz, "intensity": intensity, "expert_weights": expert_weights[0]}
         mz, intensity = vector_to_peaks(self.predict_features(featurized)[0], min_relative_intensity)
         return {"mz": mz, "intensity": intensity}
 
-    def spectrum_metadata(self, molecule: MoleculeInput, info: MoleculeInfo, uncertainty: float | None = None
-                          ) -> dict:
+    def spectrum_metadata(self, molecule: MoleculeInput, info: MoleculeInfo, uncertainty: float | None = None,
+                          expert_weights: Sequence[float] | None = None) -> dict:
         """Metadata written into every predicted spectrum (matchms harmonised keys).
 
-        ``uncertainty`` (MC-dropout predictions) is stored as ``prediction_uncertainty``.
+        ``uncertainty`` (MC-dropout predictions) is stored as ``prediction_uncertainty``; ``expert_weights``
+        (mixture-of-experts models) as ``expert_weights``, a list of floats rounded to 4 decimals.
         """
         metadata = {
             "compound_name": molecule.name or info.inchikey or info.smiles,
@@ -261,6 +298,8 @@ class NeimsPredictor:
             metadata["input_smiles"] = molecule.smiles
         if uncertainty is not None:
             metadata["prediction_uncertainty"] = round(float(uncertainty), 4)
+        if expert_weights is not None:
+            metadata["expert_weights"] = [round(float(weight), 4) for weight in expert_weights]
         return metadata
 
     def predict_spectra(self, smiles_or_records: Iterable, batch_size: int | None = None,
@@ -285,7 +324,8 @@ class NeimsPredictor:
         list of matchms.Spectrum
             One per predictable molecule, in input order, with metadata ``smiles``, ``inchikey``,
             ``formula``, ``nominal_mass``, ``compound_name``, ``predicted=True``, ``model_name`` and
-            ``model_version``.
+            ``model_version``; ``prediction_uncertainty`` for MC-dropout predictions and ``expert_weights``
+            for mixture-of-experts models.
         """
         if on_error not in ("skip", "raise"):
             raise ValueError("on_error must be 'skip' or 'raise'")
@@ -299,9 +339,10 @@ class NeimsPredictor:
         if batch.errors and on_error == "raise":
             raise batch.errors[0]
         spectra = []
-        uncertainties = batch.uncertainty if batch.uncertainty is not None else [None] * len(batch.molecules)
-        for vector, molecule, info, uncertainty in zip(batch.vectors, batch.molecules, batch.infos, uncertainties):
+        for vector, molecule, info, uncertainty, expert_weights in zip(
+                batch.vectors, batch.molecules, batch.infos, batch.per_molecule(batch.uncertainty),
+                batch.per_molecule(batch.expert_weights)):
             mz, intensity = vector_to_peaks(vector, min_relative_intensity)
-            metadata = self.spectrum_metadata(molecule, info, uncertainty)
+            metadata = self.spectrum_metadata(molecule, info, uncertainty, expert_weights)
             spectra.append(Spectrum(mz=mz, intensities=intensity, metadata=metadata, metadata_harmonization=False))
         return spectra

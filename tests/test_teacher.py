@@ -112,3 +112,36 @@ def test_count_ecfp_input_is_log_transformed(inputs):
     torch.testing.assert_close(model.forward_with_details(graph, counts, mass).ecfp_embedding, expected)
     with pytest.raises(ValueError, match="ecfp_transform"):
         TeacherGNN(**SMALL, ecfp_transform="sqrt")
+
+
+def test_trunk_fusion_initialised_from_a_baseline_reproduces_it(inputs, tmp_path):
+    from matchms_neims.checkpoint import save_model
+    from matchms_neims.models.neims import NeimsMLP
+    from training.teacher import initialise_from
+
+    torch.manual_seed(0)
+    graph, ecfp, mass = inputs
+    baseline_config = dict(input_size=256, hidden_size=48, n_blocks=2, bottleneck_factor=0.25, max_mz=200)
+    baseline = NeimsMLP(**baseline_config).eval()
+    path = save_model(tmp_path / "baseline.pt", baseline, baseline_config,
+                      Featurizer("neims_count_ecfp", max_mz=200, n_bits=256))
+    sizes = dict(SMALL, fusion_hidden=(48,), fusion_blocks=2, fusion_bottleneck_factor=0.25)
+    teacher = TeacherGNN(**sizes, ecfp_transform="log1p", fusion_mode="trunk", pair_norm=False).eval()
+    assert initialise_from(teacher, str(path)) == len(baseline.state_dict())
+    counts = ecfp * 3  # any count vector
+    with torch.no_grad():
+        torch.testing.assert_close(teacher(graph, counts, mass), baseline(counts, mass))
+        assert teacher.forward_with_details(graph, counts, mass).ecfp_embedding.shape == (3, 48)
+    # the zero-initialised graph projection is trained, and then the graph changes the prediction
+    teacher.train()
+    teacher(graph, counts, mass).sum().backward()
+    assert teacher.graph_projection.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="fusion_mode"):
+        TeacherGNN(**SMALL, fusion_mode="sum")
+
+
+def test_concat_fusion_with_residual_blocks_and_without_pair_norm(inputs):
+    graph, ecfp, mass = inputs
+    model = TeacherGNN(**SMALL, fusion_blocks=2, pair_norm=False).eval()
+    assert all(layer.pair_norm is None for layer in model.layers)
+    assert model(graph, ecfp, mass).shape == (3, 201)

@@ -7,7 +7,7 @@ import logging
 
 logger = logging.getLogger(__name__)
 
-TRAINABLE_MODELS = ("baseline", "teacher", "teacher-pretrain")
+TRAINABLE_MODELS = ("baseline", "teacher", "teacher-pretrain", "student")
 
 
 def register_train(subparsers) -> None:
@@ -44,6 +44,8 @@ def _run_train(args: argparse.Namespace) -> int:
         from training.baseline import train_baseline as train
     elif args.model == "teacher":
         from training.teacher import train_teacher as train
+    elif args.model == "student":
+        from training.student import train_student as train
     else:
         from training.pretrain import pretrain_teacher as train
     path = train(config, resume=args.resume, progress=not args.no_progress)

@@ -47,10 +47,12 @@ class OptimConfig:
     mass_power: float = 1.0  # loss weight of bin m/z: (mz / max_mz) ** mass_power
     early_stopping_patience: int = 12
     ema_decay: float = 0.0  # > 0: validate, checkpoint and export an exponential moving average of the weights
-    scheduler: str = "warmup_cosine"  # or "cosine_restarts" (CosineAnnealingWarmRestarts, per epoch)
+    scheduler: str = "warmup_cosine"  # or "cosine_restarts" (per epoch) or "onecycle" (OneCycleLR, per step)
     restart_period: int = 10  # cosine_restarts: T_0 (epochs)
     restart_mult: int = 2  # cosine_restarts: T_mult
     min_lr: float = 1.0e-6  # cosine_restarts: eta_min
+    max_lr: float = 1.0e-3  # onecycle: peak learning rate (lr is only AdamW's nominal value there)
+    pct_start: float = 0.1  # onecycle: fraction of the steps spent warming up
     monitor: str = "val_cosine"  # checkpoint selection and early stopping: val_cosine or val_recall_at_10
 
 
@@ -82,6 +84,36 @@ class PretrainingConfig:
     val_fraction: float = 0.02  # molecules held out to report masked-bond accuracy
     conformers: int = 0  # RDKit conformers per molecule (3-5) to add bond-length targets; 0: off
     max_molecules: int = 0  # use only the first N molecules of the list (0: all)
+
+
+@dataclass
+class DistillConfig:
+    """Knowledge distillation of the student from the teacher (``matchms-neims train student``).
+
+    The loss is ``alpha * hard + beta * soft + gamma * feature`` (+ the routing terms). ``teacher: ''``
+    (or ``beta = gamma = 0``) trains the student on the experimental spectra alone.
+    """
+
+    teacher: str = "runs/teacher/model.pt"  # teacher model file; its soft labels are cached next to data.cache
+    soft_labels: str = ""  # HDF5 file of teacher soft labels ('' : <data.cache stem>.teacher-<sha12>.h5)
+    mc_samples: int = 30  # MC-dropout samples of the teacher per molecule
+    alpha: float = 0.3  # hard loss (experimental spectra)
+    beta: float = 0.5  # soft loss (teacher MC mean, LDS-smoothed, confidence-weighted)
+    gamma: float = 0.2  # feature loss (projected student hidden vs teacher ecfp_embedding)
+    temperature_start: float = 4.0
+    temperature_end: float = 1.0
+    temperature_schedule: str = "cosine"  # cosine, linear or exponential
+    uncertainty_weighting: bool = True  # per-bin weights 1 / (1 + teacher std) in the soft loss
+    soft_lds_sigma: float = 1.5  # Gaussian LDS of the teacher means (m/z; 0: off)
+    weight_warmup_epochs: int = 15  # alpha/beta/gamma fixed for these epochs, then GradNorm (if on)
+    gradnorm: bool = True
+    gradnorm_alpha: float = 1.5  # GradNorm's restoring-force exponent
+    gradnorm_lr: float = 0.01  # step of the loss-weight update per training step
+    weight_ratio_bounds: tuple[float, float] = (0.5, 2.0)  # GradNorm weights stay within these ratios of the start
+    balance_weight: float = 0.01  # Switch-style load-balancing loss
+    entropy_weight: float = 0.001  # routing entropy regularisation (minimised: confident per-molecule routing)
+    gate_init_steps: int = 300  # steps fitting the gate to the aromatic/aliphatic/heterocyclic/general groups
+    usage_bounds: tuple[float, float] = (0.10, 0.50)  # expert usage outside these fractions is reported as collapse
 
 
 @dataclass
@@ -130,6 +162,7 @@ class TrainConfig:
     masking: MaskingConfig = field(default_factory=MaskingConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     pretraining: PretrainingConfig = field(default_factory=PretrainingConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     # ------------------------------------------------------------------ YAML
     def to_dict(self) -> dict:

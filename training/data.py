@@ -283,15 +283,20 @@ class LazyMassSpecDataset(Dataset):
     augmenter
         Optional :class:`training.augment.SpectrumAugmenter` (13C labelling, LDS) applied per item;
         give it to the training split only.
+    soft_labels
+        Optional :class:`training.soft_labels.SoftLabels`; items then also hold ``teacher_mean``,
+        ``teacher_std``, ``teacher_embedding`` and ``has_teacher`` (0 for rows without a label and for
+        13C-labelled samples, whose teacher label would be of the unlabelled molecule).
     """
 
     def __init__(self, cache_path: str | os.PathLike, split: str | None, featurizer: Featurizer,
-                 metadata: CacheMetadata | None = None, augmenter=None):
+                 metadata: CacheMetadata | None = None, augmenter=None, soft_labels=None):
         self.cache_path = Path(cache_path)
         self.metadata = metadata or CacheMetadata(cache_path)
         self.indices = self.metadata.indices(split)
         self.featurizer = featurizer
         self.augmenter = augmenter if augmenter is not None and augmenter.active else None
+        self.soft_labels = soft_labels
         self._handle: h5py.File | None = None
         self._feature_cache: dict[str, np.ndarray] = {}
         self._rng: np.random.Generator | None = None
@@ -335,16 +340,29 @@ class LazyMassSpecDataset(Dataset):
                 mol, target, mass = labelled
                 features = self.featurizer.features_of_mol(mol)
             target = self.augmenter.smooth(target)
+        relabelled = features is not None
         if features is None:
             features = self.features(smiles)
         elif isinstance(features, np.ndarray):
             features = torch.from_numpy(features.astype(np.float32))
-        return {
+        item = {
             "features": features,
             "target": torch.from_numpy(np.asarray(target, dtype=np.float32)),
             "nominal_mass": torch.tensor(mass),
             "index": torch.tensor(row),
         }
+        if self.soft_labels is not None:
+            item.update(self._teacher_item(None if relabelled else self.soft_labels.get(row), len(target)))
+        return item
+
+    def _teacher_item(self, label, n_bins: int) -> dict:
+        if label is None:
+            return {"teacher_mean": torch.zeros(n_bins), "teacher_std": torch.zeros(n_bins),
+                    "teacher_embedding": torch.zeros(self.soft_labels.embedding_size),
+                    "has_teacher": torch.tensor(0.0)}
+        mean, std, embedding = (torch.from_numpy(np.asarray(value, dtype=np.float32)) for value in label)
+        return {"teacher_mean": mean, "teacher_std": std, "teacher_embedding": embedding,
+                "has_teacher": torch.tensor(1.0)}
 
 
 class SampleCollator:
@@ -362,17 +380,18 @@ class SampleCollator:
         else:
             inputs = collate_features(self.feature_kind, features)
         return {"inputs": inputs,
-                **{key: torch.stack([item[key] for item in items]) for key in ("target", "nominal_mass", "index")}}
+                **{key: torch.stack([item[key] for item in items]) for key in items[0] if key != "features"}}
 
 
 class SpectraDataModule(L.LightningDataModule):
     """Lightning DataModule over the cache (train/val/test splits by molecule)."""
 
-    def __init__(self, config: DataConfig, featurizer: Featurizer, augmenter=None):
+    def __init__(self, config: DataConfig, featurizer: Featurizer, augmenter=None, soft_labels=None):
         super().__init__()
         self.config = config
         self.featurizer = featurizer
         self.augmenter = augmenter
+        self.soft_labels = soft_labels  # training split only
         self.datasets: dict[str, LazyMassSpecDataset] = {}
         self.metadata: CacheMetadata | None = None
 
@@ -383,8 +402,10 @@ class SpectraDataModule(L.LightningDataModule):
         cache = build_cache(self.config, progress=False) if not Path(self.config.cache).is_file() else self.config.cache
         self.metadata = metadata = CacheMetadata(cache)
         for split in SPLITS:
-            augmenter = self.augmenter if split == "train" else None
-            self.datasets[split] = LazyMassSpecDataset(cache, split, self.featurizer, metadata, augmenter)
+            train = split == "train"
+            self.datasets[split] = LazyMassSpecDataset(cache, split, self.featurizer, metadata,
+                                                       self.augmenter if train else None,
+                                                       self.soft_labels if train else None)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         return DataLoader(self.datasets[split], batch_size=self.config.batch_size, shuffle=shuffle,

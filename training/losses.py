@@ -81,3 +81,73 @@ def bond_masking_loss(prediction, graph, edge_mask: torch.Tensor, length_weight:
             loss = loss + length_weight * torch.nn.functional.mse_loss(prediction.length[known], lengths[known])
     accuracy = (prediction.type_logits.argmax(-1) == bond_type).float().mean()
     return loss, accuracy
+
+
+# ---------------------------------------------------------------------------------- distillation
+
+def tempered_distribution(sqrt_spectra: torch.Tensor, temperature: float, eps: float = 1e-3) -> torch.Tensor:
+    """Spectra as distributions over m/z softened by a temperature: ``(relu(x) + eps) ** (1 / T)``, rows summing to 1.
+
+    The analogue of a softmax with temperature for outputs that are (sqrt) intensities rather than
+    logits: ``T > 1`` raises small peaks relative to the base peak, ``T = 1`` keeps the sqrt spectrum.
+    """
+    softened = (sqrt_spectra.clamp_min(0) + eps) ** (1.0 / temperature)
+    return softened / softened.sum(dim=-1, keepdim=True)
+
+
+def soft_distillation_loss(student_sqrt: torch.Tensor, teacher_sqrt: torch.Tensor, temperature: float = 1.0,
+                           teacher_std: torch.Tensor | None = None, sample_weight: torch.Tensor | None = None
+                           ) -> torch.Tensor:
+    """Confidence-weighted KL divergence of the tempered teacher and student spectra, scaled by ``T ** 2``.
+
+    Per bin the generalised KL term ``p log(p / q) - p + q`` (``p`` teacher, ``q`` student) is used; it is
+    non-negative in every bin, so per-bin weights keep the loss >= 0, and it is 0 only where ``q = p``.
+
+    Parameters
+    ----------
+    student_sqrt, teacher_sqrt
+        Student output and teacher MC-mean, sqrt intensities, shape ``(batch, n_bins)``.
+    temperature
+        Softening temperature ``T`` (the schedule goes from 4 to 1).
+    teacher_std
+        Teacher MC-dropout std per bin; when given, bin ``i`` is weighted by ``1 / (1 + std_i)``.
+    sample_weight
+        Per-row weights (e.g. 0 for rows without a valid teacher label), shape ``(batch,)``.
+    """
+    p = tempered_distribution(teacher_sqrt, temperature)
+    q = tempered_distribution(student_sqrt, temperature)
+    terms = p * (torch.log(p) - torch.log(q)) - p + q
+    if teacher_std is not None:
+        terms = terms / (1.0 + teacher_std.clamp_min(0))
+    per_row = terms.sum(dim=-1) * temperature ** 2
+    return _weighted_mean(per_row, sample_weight)
+
+
+def feature_distillation_loss(projected: torch.Tensor, teacher_embedding: torch.Tensor,
+                              sample_weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error between the projected student features and the teacher's ``ecfp_embedding``."""
+    return _weighted_mean(((projected - teacher_embedding) ** 2).mean(dim=-1), sample_weight)
+
+
+def switch_balance_loss(gate_probabilities: torch.Tensor, selected_experts: torch.Tensor) -> torch.Tensor:
+    """Switch-Transformer load-balancing loss ``n_experts * sum_e f_e * P_e``.
+
+    ``f_e`` is the fraction of routing assignments that went to expert ``e`` (not differentiable) and
+    ``P_e`` the mean gate probability of ``e``; the loss is smallest (1) when both are uniform.
+    """
+    n_experts = gate_probabilities.shape[-1]
+    counts = torch.bincount(selected_experts.reshape(-1), minlength=n_experts).to(gate_probabilities.dtype)
+    fraction = counts / counts.sum().clamp_min(1)
+    return n_experts * (fraction * gate_probabilities.mean(dim=0)).sum()
+
+
+def routing_entropy(gate_probabilities: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
+    """Mean entropy (nats) of the per-molecule gate distributions."""
+    return -(gate_probabilities * torch.log(gate_probabilities + eps)).sum(dim=-1).mean()
+
+
+def _weighted_mean(values: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    if weights is None:
+        return values.mean()
+    weights = weights.to(values.dtype)
+    return (values * weights).sum() / weights.sum().clamp_min(1e-12)

@@ -8,17 +8,25 @@ import torch
 
 from training.config import OptimConfig
 
-SCHEDULERS = ("warmup_cosine", "cosine_restarts")
+SCHEDULERS = ("warmup_cosine", "cosine_restarts", "onecycle")
 
 
-def configure_optimization(parameters, optim: OptimConfig) -> dict:
-    """AdamW plus the schedule named by ``optim.scheduler``, stepped once per epoch (Lightning's format).
+def configure_optimization(parameters, optim: OptimConfig, total_steps: int | None = None) -> dict:
+    """AdamW plus the schedule named by ``optim.scheduler`` (Lightning's format).
 
     ``warmup_cosine``: linear warm-up for ``warmup_epochs``, then cosine decay to 2% of ``lr`` at
     ``max_epochs``. ``cosine_restarts``: :class:`torch.optim.lr_scheduler.CosineAnnealingWarmRestarts`
-    with ``T_0 = restart_period``, ``T_mult = restart_mult`` and ``eta_min = min_lr``.
+    with ``T_0 = restart_period``, ``T_mult = restart_mult`` and ``eta_min = min_lr``. Both step once per
+    epoch. ``onecycle``: :class:`torch.optim.lr_scheduler.OneCycleLR` up to ``max_lr`` over
+    ``total_steps`` optimiser steps (``pct_start`` of them warming up), stepped every batch.
     """
     optimizer = torch.optim.AdamW(parameters, lr=optim.lr, weight_decay=optim.weight_decay)
+    if optim.scheduler == "onecycle":
+        if not total_steps:
+            raise ValueError("optim.scheduler onecycle needs the number of training steps")
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=optim.max_lr, total_steps=int(total_steps),
+                                                        pct_start=optim.pct_start)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
     if optim.scheduler == "cosine_restarts":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
             optimizer, T_0=optim.restart_period, T_mult=optim.restart_mult, eta_min=optim.min_lr)

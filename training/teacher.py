@@ -13,20 +13,17 @@ import logging
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 
 from matchms_neims.checkpoint import load_model
-from matchms_neims.evaluation import SpectraSet, matching_library
-from matchms_neims.metrics import library_ranks, recall_at_k
 from training.augment import SpectrumAugmenter
 from training.baseline import make_featurizer
 from training.config import TrainConfig
 from training.data import SpectraDataModule
-from training.evaluate import split_sets
 from training.losses import batch_cosine, bond_masking_loss, mass_weighted_mse, sample_bond_mask
 from training.optim import configure_optimization
 from training.runner import export, fit, prepare
+from training.validation import ValidationRecall
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +42,7 @@ class TeacherModule(L.LightningModule):
         self.save_hyperparameters({"config": config})
         self.config = TrainConfig.from_dict(config)
         self.model = TeacherGNN(**self.config.model)
-        self._validation: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-        self._background: SpectraSet | None = None
+        self._validation = ValidationRecall(self.config)
 
     def forward(self, graph, ecfp, nominal_mass):
         return self.model(graph, ecfp, nominal_mass)
@@ -75,51 +71,19 @@ class TeacherModule(L.LightningModule):
                  batch_size=size, sync_dist=True)
         self.log("val_cosine", batch_cosine(predicted, torch.sqrt(target.clamp_min(0))).mean(), prog_bar=True,
                  batch_size=size, sync_dist=True)
-        self._validation.append((batch["index"].cpu().numpy(), predicted.float().cpu().numpy(),
-                                 target.float().cpu().numpy()))
+        self._validation.add(batch["index"], predicted, target)
 
     def on_validation_epoch_start(self) -> None:
-        self._validation = []
+        self._validation.reset()
 
     def on_validation_epoch_end(self) -> None:
-        parts = self._validation
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            gathered: list = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(gathered, parts)
-            parts = [part for rank_parts in gathered for part in rank_parts]
-        self._validation = []
-        if not parts or self.trainer.datamodule is None:
-            return
-        rows = np.concatenate([p[0] for p in parts])
-        rows, first = np.unique(rows, return_index=True)  # DDP samplers may pad with repeats
-        predicted = np.concatenate([p[1] for p in parts])[first]
-        true = np.concatenate([p[2] for p in parts])[first]
-        recall = validation_recall(self.trainer.datamodule, rows, np.square(predicted.clip(min=0)), true,
-                                   background=self._library_background())
-        for k in (1, 10):
-            self.log(f"val_recall_at_{k}", recall[f"recall@{k}"], prog_bar=k == 10, sync_dist=False)
-
-    def _library_background(self) -> SpectraSet:
-        if self._background is None:  # experimental spectra of the other splits, read once
-            self._background = split_sets(self.config, "val")[1]
-        return self._background
+        recall = self._validation.compute(self.trainer.datamodule)
+        if recall is not None:
+            for k in (1, 10):
+                self.log(f"val_recall_at_{k}", recall[f"recall@{k}"], prog_bar=k == 10, sync_dist=False)
 
     def configure_optimizers(self):
         return configure_optimization(self.parameters(), self.config.optim)
-
-
-def validation_recall(datamodule: SpectraDataModule, rows: np.ndarray, predicted: np.ndarray, true: np.ndarray,
-                      background: SpectraSet, ks: tuple[int, ...] = (1, 10)) -> dict[str, float]:
-    """Library-matching recall of validation rows (NEIMS protocol, as ``matchms-neims evaluate --split val``).
-
-    The library (:func:`matchms_neims.evaluation.matching_library`) holds ``background`` (experimental
-    spectra of the other splits) and one predicted spectrum per validation structure; the queries are
-    the rows' experimental spectra.
-    """
-    columns = datamodule.metadata.columns
-    keys = list(columns["molecule_key"][rows])
-    library, library_keys, _ = matching_library(predicted, keys, list(columns["smiles"][rows]), background)
-    return recall_at_k(library_ranks(true, keys, library, library_keys), ks)
 
 
 def initialise_from(model: torch.nn.Module, path: str) -> int:

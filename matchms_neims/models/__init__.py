@@ -6,9 +6,10 @@ from importlib import import_module
 
 from matchms_neims.models.heads import BidirectionalHead
 from matchms_neims.models.neims import NeimsMLP
+from matchms_neims.models.student import StudentMoE
 
 #: Model classes a model file may name, by class name. Classes in :data:`LAZY_MODEL_MODULES` join on first use.
-MODEL_CLASSES = {"NeimsMLP": NeimsMLP}
+MODEL_CLASSES = {"NeimsMLP": NeimsMLP, "StudentMoE": StudentMoE}
 #: Classes imported only when a model file needs them (torch_geometric adds about a second to start-up).
 LAZY_MODEL_MODULES = {"TeacherGNN": "matchms_neims.models.teacher"}
 
@@ -28,4 +29,4 @@ def get_model_class(name: str) -> type:
     return MODEL_CLASSES[name]
 
 
-__all__ = ["BidirectionalHead", "LAZY_MODEL_MODULES", "MODEL_CLASSES", "NeimsMLP", "get_model_class"]
+__all__ = ["BidirectionalHead", "LAZY_MODEL_MODULES", "MODEL_CLASSES", "NeimsMLP", "StudentMoE", "get_model_class"]

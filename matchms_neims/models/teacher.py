@@ -23,6 +23,7 @@ from torch_geometric.utils.smiles import e_map, x_map
 
 from matchms_neims.featurize import ISOTOPE_SHIFT_CATEGORIES
 from matchms_neims.models.heads import BidirectionalHead
+from matchms_neims.models.neims import ResidualBottleneckBlock
 
 #: Number of categories of each atom column of :func:`matchms_neims.featurize.molecular_graph`
 #: (torch_geometric's ``from_rdmol`` columns, then the isotope shift).
@@ -30,6 +31,8 @@ ATOM_FEATURE_SIZES = (*(len(values) for values in x_map.values()), ISOTOPE_SHIFT
 #: Number of categories of each bond column (bond type, stereo, conjugation); column 0 is the bond type.
 BOND_FEATURE_SIZES = tuple(len(values) for values in e_map.values())
 N_BOND_TYPES = BOND_FEATURE_SIZES[0]
+#: How the graph and fingerprint embeddings are combined (see :class:`TeacherGNN`).
+FUSION_MODES = ("concat", "trunk")
 
 
 class CategoricalEmbedding(nn.Module):
@@ -58,21 +61,22 @@ class BondBreakingAttention(nn.Module):
 
 
 class GINELayer(nn.Module):
-    """GINEConv -> BatchNorm -> ReLU -> PairNorm -> dropout, with DropEdge while training."""
+    """GINEConv -> BatchNorm -> ReLU -> PairNorm (optional) -> dropout, with DropEdge while training."""
 
-    def __init__(self, hidden_size: int, edge_dim: int, dropout: float, drop_edge: float):
+    def __init__(self, hidden_size: int, edge_dim: int, dropout: float, drop_edge: float, pair_norm: bool = True):
         super().__init__()
         mlp = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, hidden_size))
         self.conv = GINEConv(mlp, edge_dim=edge_dim)
         self.norm = nn.BatchNorm1d(hidden_size)
-        self.pair_norm = PairNorm()
+        self.pair_norm = PairNorm() if pair_norm else None
         self.dropout = nn.Dropout(dropout)
         self.drop_edge = drop_edge
 
     def forward(self, h, edge_index, edge_features, batch):
         edge_index, kept = dropout_edge(edge_index, p=self.drop_edge, training=self.training)
-        h = self.conv(h, edge_index, edge_features[kept])
-        h = self.pair_norm(torch.relu(self.norm(h)), batch)
+        h = torch.relu(self.norm(self.conv(h, edge_index, edge_features[kept])))
+        if self.pair_norm is not None:
+            h = self.pair_norm(h, batch)
         return self.dropout(h)
 
 
@@ -88,7 +92,7 @@ class TeacherOutput(NamedTuple):
 
     spectrum: torch.Tensor  # (batch, max_mz + 1), sqrt intensities
     bond_break_probability: torch.Tensor  # (n_edges,), one per directed bond of the batch graph
-    ecfp_embedding: torch.Tensor  # (batch, ecfp_hidden[-1]), for feature distillation
+    ecfp_embedding: torch.Tensor  # (batch, ecfp_hidden[-1]; trunk mode: fusion_hidden[-1]), feature distillation
     graph_embedding: torch.Tensor  # (batch, 3 * hidden_size)
 
 
@@ -118,6 +122,23 @@ class TeacherGNN(nn.Module):
         Sizes of the ECFP branch layers (1024, 512); the last one is the exposed ``ecfp_embedding``.
     fusion_hidden
         Sizes of the fusion MLP after concatenating the pooled graph (3 * hidden) and ECFP embeddings.
+    fusion_blocks
+        Residual bottleneck blocks (as in the NEIMS baseline) after the fusion MLP, at width
+        ``fusion_hidden[-1]``; 0 (the design) feeds the fusion MLP straight into the head.
+    fusion_bottleneck_factor
+        Middle width of those blocks as a fraction of ``fusion_hidden[-1]``.
+    pair_norm
+        Apply PairNorm after every GNN layer (the design). PairNorm centres the atom states of each
+        molecule, so with it the mean-pooled part of the graph embedding is close to zero.
+    fusion_mode
+        ``"concat"`` (the design): ECFP MLP branch, concatenation with the pooled graph embedding,
+        fusion MLP (+ ``fusion_blocks``). ``"trunk"``: the NEIMS baseline's residual trunk carries the
+        count ECFP (input layer to ``fusion_hidden[-1]``, ``fusion_blocks`` bottleneck blocks, LayerNorm)
+        and the pooled graph embedding is added to its input through a zero-initialised projection.
+        The trunk's parameter names are the baseline's, so a trained baseline file (``init_from``)
+        starts the teacher exactly at the baseline, and the graph branch learns what the fingerprint
+        misses. ``ecfp_embedding`` is then the trunk output (``fusion_hidden[-1]`` wide) and
+        ``ecfp_hidden`` is unused.
     max_mz, isotope_margin
         Output range and the bins allowed above the molecular mass (bidirectional head).
     """
@@ -125,22 +146,41 @@ class TeacherGNN(nn.Module):
     def __init__(self, atom_embedding_dim: int = 128, bond_embedding_dim: int = 128, hidden_size: int = 256,
                  n_layers: int = 8, dropout: float = 0.3, drop_edge: float = 0.2, attention_hidden: int = 128,
                  ecfp_size: int = 4096, ecfp_transform: str = "none", ecfp_hidden: tuple[int, ...] = (1024, 512),
-                 fusion_hidden: tuple[int, ...] = (1024, 512), max_mz: int = 500, isotope_margin: int = 5):
+                 fusion_hidden: tuple[int, ...] = (1024, 512), fusion_blocks: int = 0,
+                 fusion_bottleneck_factor: float = 0.25, pair_norm: bool = True, fusion_mode: str = "concat",
+                 max_mz: int = 500, isotope_margin: int = 5):
         super().__init__()
         if ecfp_transform not in ("none", "log1p"):
             raise ValueError(f"unknown ecfp_transform {ecfp_transform!r}; expected 'none' or 'log1p'")
+        if fusion_mode not in FUSION_MODES:
+            raise ValueError(f"unknown fusion_mode {fusion_mode!r}; expected one of {FUSION_MODES}")
+        self.fusion_mode = fusion_mode
         self.max_mz = max_mz
         self.ecfp_transform = ecfp_transform
         self.atom_embedding = CategoricalEmbedding(ATOM_FEATURE_SIZES, atom_embedding_dim)
         self.bond_embedding = CategoricalEmbedding(BOND_FEATURE_SIZES, bond_embedding_dim)
         self.atom_projection = nn.Linear(atom_embedding_dim, hidden_size)
         self.bond_attention = BondBreakingAttention(hidden_size, bond_embedding_dim, attention_hidden)
-        self.layers = nn.ModuleList(GINELayer(hidden_size, bond_embedding_dim, dropout, drop_edge)
+        self.layers = nn.ModuleList(GINELayer(hidden_size, bond_embedding_dim, dropout, drop_edge, pair_norm)
                                     for _ in range(n_layers))
         self.attention_pool = AttentionalAggregation(
             nn.Sequential(nn.Linear(hidden_size, attention_hidden), nn.ReLU(), nn.Linear(attention_hidden, 1)))
-        self.ecfp_branch = _mlp(ecfp_size, tuple(ecfp_hidden), dropout)
-        self.fusion = _mlp(3 * hidden_size + ecfp_hidden[-1], tuple(fusion_hidden), dropout)
+        fusion_width = fusion_hidden[-1]
+        bottleneck = max(1, int(round(fusion_width * fusion_bottleneck_factor)))
+        if fusion_mode == "trunk":  # names as in NeimsMLP, so that a baseline file initialises the trunk
+            self.input_layer = nn.Sequential(nn.Linear(ecfp_size, fusion_width), nn.ReLU(), nn.Dropout(dropout))
+            self.graph_projection = nn.Linear(3 * hidden_size, fusion_width)
+            nn.init.zeros_(self.graph_projection.weight)
+            nn.init.zeros_(self.graph_projection.bias)
+            self.blocks = nn.Sequential(
+                *[ResidualBottleneckBlock(fusion_width, bottleneck, dropout) for _ in range(fusion_blocks)])
+            self.final_norm = nn.Sequential(nn.LayerNorm(fusion_width), nn.ReLU())
+        else:
+            self.ecfp_branch = _mlp(ecfp_size, tuple(ecfp_hidden), dropout)
+            self.fusion = _mlp(3 * hidden_size + ecfp_hidden[-1], tuple(fusion_hidden), dropout)
+            self.fusion_blocks = nn.Sequential(
+                *[ResidualBottleneckBlock(fusion_width, bottleneck, dropout) for _ in range(fusion_blocks)],
+                *([nn.LayerNorm(fusion_width), nn.ReLU()] if fusion_blocks else []))
         self.head = BidirectionalHead(fusion_hidden[-1], max_mz=max_mz, isotope_margin=isotope_margin)
         # self-supervised bond masking: a learnt "masked bond" embedding and heads over the bond's two atoms
         self.bond_mask_embedding = nn.Parameter(torch.randn(bond_embedding_dim) * 0.1)
@@ -190,8 +230,12 @@ class TeacherGNN(nn.Module):
         pooled = torch.cat([global_mean_pool(h, batch, n_graphs), global_max_pool(h, batch, n_graphs),
                             self.attention_pool(h, batch, dim_size=n_graphs)], dim=-1)
         ecfp = ecfp.to(pooled.dtype)
-        ecfp_embedding = self.ecfp_branch(torch.log1p(ecfp) if self.ecfp_transform == "log1p" else ecfp)
-        fused = self.fusion(torch.cat([pooled, ecfp_embedding], dim=-1))
+        ecfp = torch.log1p(ecfp) if self.ecfp_transform == "log1p" else ecfp
+        if self.fusion_mode == "trunk":
+            fused = self.final_norm(self.blocks(self.input_layer(ecfp) + self.graph_projection(pooled)))
+            return TeacherOutput(self.head(fused, nominal_mass), bond_probability, fused, pooled)
+        ecfp_embedding = self.ecfp_branch(ecfp)
+        fused = self.fusion_blocks(self.fusion(torch.cat([pooled, ecfp_embedding], dim=-1)))
         return TeacherOutput(self.head(fused, nominal_mass), bond_probability, ecfp_embedding, pooled)
 
     def forward(self, graph, ecfp: torch.Tensor, nominal_mass: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,243 @@
+"""The student: a sparse mixture of expert MLPs on the student fingerprint (ECFP4 bits + folded Morgan counts).
+
+A small gate MLP scores the experts per molecule; the ``top_k`` best experts run on that molecule only and
+their outputs are mixed with the renormalised gate probabilities. Load is balanced without an auxiliary
+loss as in DeepSeek-V3: a non-trained bias per expert (:attr:`StudentMoE.gate_bias`) is added to the gate
+logits for the choice of experts only, and :meth:`StudentMoE.update_gate_bias` nudges it after each
+training step so that overloaded experts are chosen less often. The mixing weights and the
+``gate_probabilities`` (for an optional Switch-style balance loss or an entropy term) ignore the bias.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from matchms_neims.models.heads import BidirectionalHead
+
+COUNT_TRANSFORMS = ("log1p", "none")
+
+
+class StudentOutput(NamedTuple):
+    """Everything :meth:`StudentMoE.forward_with_details` computes.
+
+    Attributes
+    ----------
+    spectrum
+        ``(batch, max_mz + 1)`` predicted spectra in sqrt-intensity space (rectified in eval mode only).
+    expert_weights
+        ``(batch, n_experts)`` mixing weight of each expert: the renormalised gate probabilities of the
+        chosen experts (each row sums to 1), 0 for the experts not chosen.
+    selected_experts
+        ``(batch, top_k)`` indices of the chosen experts (long).
+    gate_probabilities
+        ``(batch, n_experts)`` softmax of the gate logits without the balancing bias.
+    hidden
+        ``(batch, width)`` layer-normalised mixture of the expert outputs (the features for feature distillation).
+    """
+
+    spectrum: torch.Tensor
+    expert_weights: torch.Tensor
+    selected_experts: torch.Tensor
+    gate_probabilities: torch.Tensor
+    hidden: torch.Tensor
+
+
+class PreNormGeluBlock(nn.Module):
+    """``x + Dropout(W2(GELU(W1(LayerNorm(x)))))`` with ``W1: width -> inner`` and ``W2: inner -> width``."""
+
+    def __init__(self, width: int, inner: int, dropout: float):
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.LayerNorm(width),
+            nn.Linear(width, inner),
+            nn.GELU(),
+            nn.Linear(inner, width),
+            nn.Dropout(dropout),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.layers(x)
+
+
+def _mlp(sizes: list[int], activation: type[nn.Module], dropout: float = 0.0, last_activation: bool = True
+         ) -> nn.Sequential:
+    """Linear layers between consecutive ``sizes``, each followed by ``activation`` (and dropout when > 0)."""
+    layers: list[nn.Module] = []
+    for index, (size_in, size_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(size_in, size_out))
+        if last_activation or index < len(sizes) - 2:
+            layers.append(activation())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+def expert_load(selected_experts: torch.Tensor, n_experts: int) -> torch.Tensor:
+    """Fraction of the routing assignments that went to each expert.
+
+    Parameters
+    ----------
+    selected_experts
+        ``(batch, top_k)`` chosen expert indices.
+    n_experts
+        Number of experts.
+
+    Returns
+    -------
+    torch.Tensor
+        ``(n_experts,)`` float fractions summing to 1 (all zeros for an empty batch).
+    """
+    counts = torch.bincount(selected_experts.reshape(-1).long(), minlength=n_experts).float()
+    return counts / counts.sum().clamp_min(1.0)
+
+
+class StudentMoE(nn.Module):
+    """Sparse mixture-of-experts MLP predicting EI spectra from the 6144-value student fingerprint.
+
+    fingerprint -> (log1p of the counts) -> gate MLP (top-k of logits + balancing bias) and
+    input projection -> the chosen experts (residual pre-norm GELU blocks) -> weighted sum ->
+    LayerNorm (``hidden``) -> head MLP -> :class:`~matchms_neims.models.heads.BidirectionalHead`.
+
+    The default sizes give 29,978,723 parameters (about 60 MB in float16); each expert has 4.73 M, so
+    about 20.5 M (everything but the 2 experts not chosen) are used per molecule.
+
+    Parameters
+    ----------
+    n_bits
+        Length of the ECFP4 bit part of the fingerprint (first ``n_bits`` values).
+    n_count_bits
+        Length of the folded Morgan count part (last ``n_count_bits`` values).
+    width
+        Width of the residual stream of the experts and of ``hidden``.
+    expert_inner
+        Inner width of each expert block.
+    n_experts
+        Number of experts.
+    top_k
+        Experts run per molecule.
+    blocks_per_expert
+        Residual blocks per expert.
+    gate_hidden
+        Hidden layer sizes of the gate MLP (ReLU).
+    head_hidden
+        Layer sizes of the MLP between ``hidden`` and the spectrum head (GELU, dropout).
+    dropout
+        Dropout after the input projection, inside the expert blocks and in the head MLP.
+    count_transform
+        ``"log1p"`` (counts -> log(1 + count)) or ``"none"``.
+    bias_update_rate
+        Step of :meth:`update_gate_bias`.
+    max_mz
+        Largest predicted m/z.
+    isotope_margin
+        Bins above the molecular mass that may carry intensity.
+    """
+
+    def __init__(self, n_bits: int = 4096, n_count_bits: int = 2048, width: int = 512, expert_inner: int = 768,
+                 n_experts: int = 4, top_k: int = 2, blocks_per_expert: int = 6,
+                 gate_hidden: tuple[int, ...] = (512, 128), head_hidden: tuple[int, ...] = (2048, 1024),
+                 dropout: float = 0.2, count_transform: str = "log1p", bias_update_rate: float = 1e-3,
+                 max_mz: int = 500, isotope_margin: int = 5):
+        super().__init__()
+        if count_transform not in COUNT_TRANSFORMS:
+            raise ValueError(f"unknown count_transform {count_transform!r}; expected one of {COUNT_TRANSFORMS}")
+        if n_experts < 1 or not 1 <= top_k <= n_experts:
+            raise ValueError(f"need 1 <= top_k <= n_experts, got top_k={top_k}, n_experts={n_experts}")
+        if not head_hidden:
+            raise ValueError("head_hidden needs at least one layer size")
+        self.n_bits = n_bits
+        self.n_count_bits = n_count_bits
+        self.n_experts = n_experts
+        self.top_k = top_k
+        self.count_transform = count_transform
+        self.bias_update_rate = bias_update_rate
+        self.max_mz = max_mz
+        input_size = n_bits + n_count_bits
+        self.gate = _mlp([input_size, *gate_hidden, n_experts], nn.ReLU, last_activation=False)
+        self.register_buffer("gate_bias", torch.zeros(n_experts))
+        self.input_projection = nn.Sequential(nn.Linear(input_size, width), nn.GELU(), nn.Dropout(dropout))
+        self.experts = nn.ModuleList(
+            nn.Sequential(*[PreNormGeluBlock(width, expert_inner, dropout) for _ in range(blocks_per_expert)])
+            for _ in range(n_experts))
+        self.final_norm = nn.LayerNorm(width)
+        self.head_mlp = _mlp([width, *head_hidden], nn.GELU, dropout=dropout)
+        self.head = BidirectionalHead(head_hidden[-1], max_mz=max_mz, isotope_margin=isotope_margin)
+
+    def transform_input(self, fingerprint: torch.Tensor) -> torch.Tensor:
+        """The fingerprint with ``count_transform`` applied to its count part."""
+        fingerprint = fingerprint.float() if not fingerprint.is_floating_point() else fingerprint
+        if self.count_transform == "none" or self.n_count_bits == 0:
+            return fingerprint
+        bits, counts = fingerprint[:, : self.n_bits], fingerprint[:, self.n_bits :]
+        return torch.cat([bits, torch.log1p(counts)], dim=-1)
+
+    def route(self, fingerprint: torch.Tensor, transformed: bool = False
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Choose the experts of each molecule.
+
+        Parameters
+        ----------
+        fingerprint
+            ``(batch, n_bits + n_count_bits)`` student fingerprints.
+        transformed
+            Whether ``count_transform`` has been applied already.
+
+        Returns
+        -------
+        gate_probabilities, selected_experts, expert_weights
+            Softmax of the unbiased gate logits ``(batch, n_experts)``; the ``top_k`` experts with the
+            highest biased logits ``(batch, top_k)``; their renormalised probabilities scattered into
+            ``(batch, n_experts)`` (zeros elsewhere).
+        """
+        x = fingerprint if transformed else self.transform_input(fingerprint)
+        logits = self.gate(x)
+        gate_probabilities = torch.softmax(logits.float(), dim=-1)
+        selected_experts = torch.topk(logits.detach().float() + self.gate_bias, self.top_k, dim=-1).indices
+        chosen = gate_probabilities.gather(1, selected_experts)
+        chosen = chosen / chosen.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(chosen.dtype).tiny)
+        expert_weights = torch.zeros_like(gate_probabilities).scatter(1, selected_experts, chosen)
+        return gate_probabilities, selected_experts, expert_weights
+
+    def mix_experts(self, features: torch.Tensor, selected_experts: torch.Tensor,
+                    expert_weights: torch.Tensor) -> torch.Tensor:
+        """Weighted sum of the chosen experts' outputs; each expert runs only on the rows that chose it."""
+        dtype = torch.promote_types(features.dtype, expert_weights.dtype)
+        mixture = features.new_zeros(features.shape, dtype=dtype)
+        for index, expert in enumerate(self.experts):
+            rows = (selected_experts == index).any(dim=-1).nonzero(as_tuple=True)[0]
+            if rows.numel() == 0:
+                continue
+            weight = expert_weights[rows, index].unsqueeze(-1)
+            mixture.index_add_(0, rows, (expert(features[rows]) * weight).to(dtype))
+        return mixture
+
+    def forward_with_details(self, fingerprint: torch.Tensor, nominal_mass: torch.Tensor) -> StudentOutput:
+        """Spectra with the routing and the mixed expert features (see :class:`StudentOutput`)."""
+        x = self.transform_input(fingerprint)
+        gate_probabilities, selected_experts, expert_weights = self.route(x, transformed=True)
+        mixture = self.mix_experts(self.input_projection(x), selected_experts, expert_weights)
+        hidden = self.final_norm(mixture)
+        spectrum = self.head(self.head_mlp(hidden), nominal_mass)
+        return StudentOutput(spectrum, expert_weights, selected_experts, gate_probabilities, hidden)
+
+    def forward(self, fingerprint: torch.Tensor, nominal_mass: torch.Tensor) -> torch.Tensor:
+        """Predicted spectra in sqrt-intensity space, shape ``(batch, max_mz + 1)``."""
+        return self.forward_with_details(fingerprint, nominal_mass).spectrum
+
+    @torch.no_grad()
+    def update_gate_bias(self, expert_load: torch.Tensor) -> None:
+        """Auxiliary-loss-free balancing step: ``gate_bias += bias_update_rate * sign(mean_load - expert_load)``.
+
+        Parameters
+        ----------
+        expert_load
+            ``(n_experts,)`` fraction of the routing assignments of a batch per expert (see :func:`expert_load`).
+        """
+        load = expert_load.detach().to(device=self.gate_bias.device, dtype=self.gate_bias.dtype)
+        self.gate_bias.add_(self.bias_update_rate * torch.sign(load.mean() - load))
+
+
+__all__ = ["PreNormGeluBlock", "StudentMoE", "StudentOutput", "expert_load"]

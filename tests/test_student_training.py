@@ -1,0 +1,246 @@
+"""Distillation of the student: losses, schedules, GradNorm, expert groups, soft labels, one CPU epoch end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from matchms_neims.checkpoint import save_model
+from matchms_neims.chemistry import parse_smiles
+from matchms_neims.cli import main
+from matchms_neims.featurize import Featurizer
+from matchms_neims.predictor import NeimsPredictor
+from training.config import TrainConfig
+from training.expert_groups import EXPERT_GROUPS, initialise_gate, molecule_group
+from training.gradnorm import GradNormWeights
+from training.losses import (
+    feature_distillation_loss,
+    routing_entropy,
+    soft_distillation_loss,
+    switch_balance_loss,
+    tempered_distribution,
+)
+from training.optim import configure_optimization
+from training.schedules import TEMPERATURE_SCHEDULES, temperature_at
+from training.soft_labels import SoftLabels, build_soft_labels
+
+TINY_STUDENT = dict(n_bits=256, n_count_bits=128, width=32, expert_inner=48, n_experts=4, top_k=2,
+                    blocks_per_expert=2, gate_hidden=[32, 16], head_hidden=[64], dropout=0.1)
+TINY_TEACHER = dict(atom_embedding_dim=16, bond_embedding_dim=16, hidden_size=32, n_layers=2, attention_hidden=16,
+                    ecfp_size=256, ecfp_transform="log1p", ecfp_hidden=[64, 24], fusion_hidden=[64, 32])
+
+
+# ------------------------------------------------------------------------------------------ losses
+
+def _spectra(seed: int, batch: int = 4, bins: int = 30) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.rand(batch, bins, generator=generator) * (torch.rand(batch, bins, generator=generator) > 0.6)
+    values[:, 5] = 1.0
+    return values
+
+
+def test_soft_loss_is_zero_for_equal_spectra_and_positive_otherwise():
+    teacher, student = _spectra(0), _spectra(1)
+    std = torch.rand_like(teacher)
+    for temperature in (1.0, 2.5, 4.0):
+        assert soft_distillation_loss(teacher.clone(), teacher, temperature, std).abs() < 1e-6
+        assert soft_distillation_loss(student, teacher, temperature, std) > 1e-3
+    rows = tempered_distribution(teacher, 4.0)
+    assert torch.allclose(rows.sum(-1), torch.ones(4))
+    # a higher temperature flattens: the small bins gain share
+    assert tempered_distribution(teacher, 4.0).min() > tempered_distribution(teacher, 1.0).min()
+
+
+def test_soft_loss_down_weights_uncertain_bins_and_masked_rows():
+    teacher, student = _spectra(0), _spectra(1)
+    confident = soft_distillation_loss(student, teacher, 2.0, torch.zeros_like(teacher))
+    uncertain = soft_distillation_loss(student, teacher, 2.0, torch.full_like(teacher, 3.0))
+    assert torch.isclose(uncertain, confident / 4, rtol=1e-5)
+    only_first = soft_distillation_loss(student, teacher, 2.0, sample_weight=torch.tensor([1.0, 0, 0, 0]))
+    assert torch.isclose(only_first, soft_distillation_loss(student[:1], teacher[:1], 2.0), rtol=1e-5)
+
+
+def test_feature_loss_zero_for_equal_features_and_positive_otherwise():
+    features = torch.randn(5, 8)
+    assert feature_distillation_loss(features, features.clone()) == 0
+    assert feature_distillation_loss(features + 0.1, features) > 0
+
+
+def test_balance_loss_smallest_when_routing_is_uniform():
+    uniform = torch.full((8, 4), 0.25)
+    balanced = torch.tensor([[0, 1], [2, 3]] * 4)
+    skewed_probabilities = torch.tensor([[0.7, 0.1, 0.1, 0.1]] * 8)
+    skewed = torch.tensor([[0, 1]] * 8)
+    assert torch.isclose(switch_balance_loss(uniform, balanced), torch.tensor(1.0))
+    assert switch_balance_loss(skewed_probabilities, skewed) > 1.5
+    assert routing_entropy(uniform) > routing_entropy(skewed_probabilities) > 0
+
+
+# ---------------------------------------------------------------------------------- schedules, GradNorm
+
+@pytest.mark.parametrize("kind", TEMPERATURE_SCHEDULES)
+def test_temperature_schedules_hit_their_end_points(kind):
+    assert temperature_at(0, 30, 4.0, 1.0, kind) == pytest.approx(4.0)
+    assert temperature_at(29, 30, 4.0, 1.0, kind) == pytest.approx(1.0)
+    assert temperature_at(100, 30, 4.0, 1.0, kind) == pytest.approx(1.0)
+    middle = temperature_at(15, 30, 4.0, 1.0, kind)
+    assert 1.0 < middle < 4.0
+    with pytest.raises(ValueError, match="schedule"):
+        temperature_at(0, 30, kind="step")
+
+
+def test_gradnorm_keeps_weight_ratios_in_bounds():
+    shared = torch.randn(16, requires_grad=True)
+    gradnorm = GradNormWeights([0.3, 0.5, 0.2], alpha=1.5, lr=0.2, ratio_bounds=(0.5, 2.0))
+    for _ in range(200):  # gradient scales 1e7 apart, same training rates
+        losses = [1000.0 * (shared ** 2).sum(), 1e-4 * shared.sum() ** 2, (shared ** 2).mean()]
+        weights = gradnorm.update(losses, shared)
+        ratios = weights / gradnorm.initial
+        assert (ratios >= 0.5 - 1e-9).all() and (ratios <= 2.0 + 1e-9).all()
+    # the loss with the huge gradients was pushed to the lower bound, the others up
+    assert gradnorm.ratios()[0] == pytest.approx(0.5)
+    assert gradnorm.ratios()[1] > 1.0
+    restored = GradNormWeights([0.3, 0.5, 0.2])
+    restored.load_state_dict(gradnorm.state_dict())
+    assert torch.equal(restored.weights, gradnorm.weights)
+
+
+def test_gradnorm_moves_weight_toward_the_slower_loss():
+    shared = torch.randn(8, requires_grad=True)
+    gradnorm = GradNormWeights([0.5, 0.5], lr=0.05)
+    gradnorm.update([(shared ** 2).sum(), (shared ** 2).sum()], shared)  # first values: the reference
+    for _ in range(20):  # same gradients, but loss 1 stays high while loss 0 dropped to a tenth
+        gradnorm.update([(shared ** 2).sum() * 0.1, (shared ** 2).sum()], shared)
+    assert gradnorm.weights[1] > gradnorm.weights[0]
+
+
+def test_onecycle_schedule_needs_the_step_count():
+    config = TrainConfig.from_yaml("training/configs/student_distill.yaml")
+    parameters = [torch.nn.Parameter(torch.zeros(2))]
+    with pytest.raises(ValueError, match="steps"):
+        configure_optimization(parameters, config.optim)
+    setup = configure_optimization(parameters, config.optim, total_steps=100)
+    assert setup["lr_scheduler"]["interval"] == "step"
+    assert setup["optimizer"].param_groups[0]["lr"] == pytest.approx(config.optim.max_lr / 25)
+
+
+# ------------------------------------------------------------------------------------- expert groups
+
+@pytest.mark.parametrize("smiles, group", [("c1ccccc1CC", "aromatic"), ("CCCCCCCC(=O)O", "aliphatic"),
+                                           ("c1ccncc1", "heterocyclic"), ("C1CCOC1", "heterocyclic"),
+                                           ("ClC(Cl)(Cl)Cl", "general"), ("CC1CCCCC1", "aliphatic")])
+def test_molecule_groups(smiles, group):
+    assert EXPERT_GROUPS[molecule_group(parse_smiles(smiles))] == group
+
+
+def test_gate_initialisation_routes_groups_to_their_experts():
+    smiles = ["c1ccccc1", "Cc1ccccc1", "CCCCCC", "CCCCO", "c1ccncc1", "C1CCNCC1", "ClC(Cl)Cl", "OC(=O)C(=O)O"] * 4
+    featurizer = Featurizer("student_fingerprint", n_bits=256, n_count_bits=128)
+    fingerprints = torch.from_numpy(np.stack([featurizer.features_of_mol(parse_smiles(s)) for s in smiles]))
+    groups = np.array([molecule_group(parse_smiles(s)) for s in smiles])
+    gate = torch.nn.Sequential(torch.nn.Linear(384, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4))
+    accuracy = initialise_gate(gate, fingerprints, groups, n_experts=4, steps=200, batch_size=16)
+    assert accuracy == 1.0
+
+
+# --------------------------------------------------------------------------------- soft labels + CLI
+
+@pytest.fixture(scope="module")
+def tiny_student_config(tmp_path_factory, tiny_training_config) -> Path:
+    from matchms_neims.models.teacher import TeacherGNN
+
+    root = tmp_path_factory.mktemp("student")
+    torch.manual_seed(0)
+    teacher_path = root / "teacher.pt"
+    teacher_featurizer = Featurizer("graph_ecfp_counts", max_mz=500, n_bits=256)
+    save_model(teacher_path, TeacherGNN(**TINY_TEACHER).eval(), TINY_TEACHER, teacher_featurizer,
+               {"name": "tiny-teacher"})
+    config = tiny_training_config("student_distill.yaml", root)
+    config.model.update(TINY_STUDENT)
+    config.featurizer.n_bits, config.featurizer.n_count_bits = 256, 128
+    config.distill.teacher = str(teacher_path)
+    config.distill.mc_samples = 4
+    config.distill.weight_warmup_epochs = 1  # GradNorm from the second epoch
+    config.distill.gate_init_steps = 20
+    config.optim.max_epochs = 2
+    config.export.path = str(root / "run" / "model.pt")
+    config.export.name = "tiny-student"
+    path = root / "tiny_student.yaml"
+    config.to_yaml(path)
+    return path
+
+
+def test_soft_labels_are_cached_and_rebuilt_for_a_new_teacher(tiny_student_config, tmp_path):
+    config = TrainConfig.from_yaml(tiny_student_config)
+    path = build_soft_labels(config, progress=False)
+    assert path.parent == Path(config.data.cache).parent and "teacher-" in path.name
+    with h5py.File(path, "r") as handle:
+        rows, mean, std = handle["rows"][:], handle["mean"][:], handle["std"][:]
+        assert handle.attrs["mc_samples"] == 4 and handle["embedding"].shape == (len(rows), 24)
+    assert len(rows) > 0 and np.allclose(mean.max(axis=1), 1.0) and (std >= 0).all() and std.max() > 0
+    modified = path.stat().st_mtime_ns
+    assert build_soft_labels(config, progress=False) == path and path.stat().st_mtime_ns == modified  # reused
+
+    labels = SoftLabels(path, lds_sigma=1.5)
+    smoothed, _, embedding = labels.get(int(rows[0]))
+    assert smoothed.max() == pytest.approx(1.0) and (smoothed > 0).sum() > (mean[0] > 0).sum()
+    assert labels.get(-1) is None and embedding.shape == (24,)
+
+    copy = tmp_path / "teacher_copy.pt"  # the same file elsewhere: same hash, same labels
+    copy.write_bytes(Path(config.distill.teacher).read_bytes())
+    config.distill.teacher = str(copy)
+    assert build_soft_labels(config, progress=False) == path
+    from matchms_neims.models.teacher import TeacherGNN
+
+    torch.manual_seed(1)
+    other = tmp_path / "teacher_other.pt"
+    save_model(other, TeacherGNN(**TINY_TEACHER).eval(), TINY_TEACHER, Featurizer("graph_ecfp_counts", n_bits=256))
+    config.distill.teacher = str(other)
+    assert build_soft_labels(config, progress=False) != path  # a new teacher gets new labels
+
+    config.distill.teacher = str(tmp_path / "missing.pt")
+    with pytest.raises(FileNotFoundError, match="train the teacher first"):
+        build_soft_labels(config, progress=False)
+
+
+def test_distil_student_two_epochs_end_to_end(tiny_student_config, tmp_path, caplog):
+    config = TrainConfig.from_yaml(tiny_student_config)
+    with caplog.at_level("INFO"):
+        assert main(["train", "student", "--config", str(tiny_student_config), "--no-progress"]) == 0
+    log = caplog.text
+    assert "gate initialised from the groups" in log and "train_expert_usage_0=" in log
+    assert "train_soft_loss=" in log and "train_feature_loss=" in log and "train_weight_soft=" in log
+    student = NeimsPredictor(config.export.path)
+    assert student.loaded.model_class == "StudentMoE" and student.model_name == "tiny-student"
+    metadata = student.loaded.metadata
+    assert metadata["val_recall_at_10"] is not None and metadata["teacher"] == config.distill.teacher
+    weights = metadata["loss_weights"]
+    assert set(weights) == {"hard", "soft", "feature"}
+    for name, start in (("hard", 0.3), ("soft", 0.5), ("feature", 0.2)):
+        assert 0.5 * start - 1e-9 <= weights[name] <= 2 * start + 1e-9
+    spectra = student.predict_spectra(["CCO", "nonsense", "c1ccccc1O"])
+    assert len(spectra) == 2
+    for spectrum in spectra:
+        weights = np.asarray(spectrum.get("expert_weights"))
+        assert weights.shape == (4,) and (weights > 0).sum() == 2 and weights.sum() == pytest.approx(1, abs=1e-3)
+    single = student.predict("c1ccccc1O")
+    assert single["expert_weights"].shape == (4,) and len(single["mz"]) > 0
+
+    report_path = tmp_path / "report.json"
+    assert main(["evaluate", "--model", config.export.path, "--config", str(tiny_student_config), "--split", "test",
+                 "--timing-molecules", "3", "-o", str(report_path)]) == 0
+    assert "recall@10" in json.loads(report_path.read_text())["library_matching"]
+
+
+def test_student_without_teacher_trains_on_experimental_spectra(tiny_student_config, tmp_path, caplog):
+    with caplog.at_level("INFO"):
+        assert main(["train", "student", "--config", str(tiny_student_config), "--set", "distill.teacher=''",
+                     "--max-epochs", "1", "--output-dir", str(tmp_path / "alone"), "--no-progress"]) == 0
+    assert "train_soft_loss" not in caplog.text and "train_hard_loss=" in caplog.text
+    loaded = NeimsPredictor(str(tmp_path / "alone" / "model.pt")).loaded
+    assert loaded.metadata["teacher"] is None and list(loaded.metadata["loss_weights"]) == ["hard"]

@@ -1,0 +1,164 @@
+"""Teacher soft labels for distillation: MC-dropout mean/std spectra and ECFP embeddings, computed once into HDF5.
+
+The file sits next to the spectra cache and is named after the teacher model file's SHA-256, so a new
+teacher gets new labels; its attributes also record the spectra cache's fingerprint and the number of
+MC samples, and a label file that does not match them is rebuilt (atomically).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from matchms_neims.checkpoint import load_model
+from matchms_neims.spectra import normalize_base_peak
+from matchms_neims.utils import atomic_path
+from training.config import TrainConfig
+from training.data import CacheMetadata, build_cache, file_sha256
+
+logger = logging.getLogger(__name__)
+
+LABEL_FORMAT = 1
+
+
+def soft_label_path(config: TrainConfig, teacher_sha256: str) -> Path:
+    """``distill.soft_labels`` or ``<cache stem>.teacher-<sha12>.h5`` beside ``data.cache``."""
+    if config.distill.soft_labels:
+        return Path(config.distill.soft_labels)
+    cache = Path(config.data.cache)
+    return cache.with_name(f"{cache.stem}.teacher-{teacher_sha256[:12]}.h5")
+
+
+def _is_current(path: Path, expected: dict) -> bool:
+    try:
+        with h5py.File(path, "r") as handle:
+            return all(handle.attrs.get(key) == value for key, value in expected.items())
+    except OSError:
+        return False
+
+
+def build_soft_labels(config: TrainConfig, split: str = "train", batch_size: int = 128, progress: bool = True,
+                      force: bool = False) -> Path:
+    """Compute (or reuse) the teacher's soft labels for every spectrum row of ``split``.
+
+    Each unique structure is predicted once with ``distill.mc_samples`` MC-dropout samples (seeded);
+    the MC mean is scaled to base peak 1 in sqrt-intensity space and the std by the same factor.
+
+    Returns
+    -------
+    Path
+        HDF5 file with ``rows`` (cache rows), ``mean`` and ``std`` (``(n, max_mz + 1)``, sqrt
+        intensities) and ``embedding`` (the teacher's ``ecfp_embedding``), all float32.
+    """
+    teacher_path = Path(config.distill.teacher)
+    if not teacher_path.is_file():
+        raise FileNotFoundError(f"distill.teacher {teacher_path} does not exist; train the teacher first "
+                                "(matchms-neims train teacher) or set distill.teacher: '' to train without it")
+    cache = build_cache(config.data, progress=progress)
+    with h5py.File(cache, "r") as handle:
+        cache_fingerprint = str(handle.attrs["fingerprint"])
+    teacher_sha = file_sha256(teacher_path)
+    expected = {"format": LABEL_FORMAT, "teacher_sha256": teacher_sha, "cache_fingerprint": cache_fingerprint,
+                "mc_samples": config.distill.mc_samples, "split": split, "seed": config.trainer.seed}
+    path = soft_label_path(config, teacher_sha)
+    if not force and _is_current(path, expected):
+        logger.info("reusing teacher soft labels %s", path)
+        return path
+
+    loaded = load_model(teacher_path)
+    if not hasattr(loaded.model, "predict_with_uncertainty"):
+        raise ValueError(f"{teacher_path} ({loaded.model_class}) has no MC-dropout uncertainty; it cannot be a teacher")
+    if loaded.model.max_mz != config.data.max_mz:
+        raise ValueError(f"teacher predicts m/z 0..{loaded.model.max_mz}, the data has 0..{config.data.max_mz}")
+    metadata = CacheMetadata(cache)
+    rows = metadata.indices(split)
+    structures: dict[str, list[int]] = {}
+    for position, row in enumerate(rows):
+        structures.setdefault(str(metadata.columns["smiles"][row]), []).append(position)
+    n_bins = config.data.max_mz + 1
+    mean = np.zeros((len(rows), n_bins), dtype=np.float32)
+    std = np.zeros_like(mean)
+    embedding: np.ndarray | None = None
+    valid = np.zeros(len(rows), dtype=bool)
+    smiles_list = list(structures)
+    with tqdm(total=len(smiles_list), desc="teacher soft labels", unit="molecules", disable=not progress) as bar:
+        for start in range(0, len(smiles_list), batch_size):
+            chunk = smiles_list[start : start + batch_size]
+            featurized, kept = [], []
+            for smiles in chunk:
+                try:
+                    featurized.append(loaded.featurizer(smiles, record=smiles))
+                    kept.append(smiles)
+                except Exception as error:  # noqa: BLE001 - report and skip the molecule, keep the batch
+                    logger.warning("no teacher label for %s: %s", smiles, error)
+            if kept:
+                inputs = loaded.featurizer.collate([item.features for item in featurized])
+                mass = torch.tensor([item.info.nominal_mass for item in featurized])
+                with torch.no_grad():
+                    mc_mean, mc_std = loaded.model.predict_with_uncertainty(
+                        *inputs, mass, n_samples=config.distill.mc_samples, seed=config.trainer.seed + start)
+                    features = loaded.model.forward_with_details(*inputs, mass).ecfp_embedding
+                mc_mean, mc_std = mc_mean.clamp_min(0).numpy(), mc_std.numpy()
+                scale = 1.0 / np.maximum(mc_mean.max(axis=1, keepdims=True), 1e-12)
+                if embedding is None:
+                    embedding = np.zeros((len(rows), features.shape[1]), dtype=np.float32)
+                for i, smiles in enumerate(kept):
+                    positions = structures[smiles]
+                    mean[positions] = normalize_base_peak(mc_mean[i : i + 1])[0]
+                    std[positions] = mc_std[i] * scale[i]
+                    embedding[positions] = features[i].numpy()
+                    valid[positions] = True
+            bar.update(len(chunk))
+    if embedding is None:
+        raise ValueError(f"the teacher could not label any molecule of the {split} split")
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as handle:
+            handle.create_dataset("rows", data=rows.astype(np.int64))
+            handle.create_dataset("valid", data=valid)
+            for name, values in (("mean", mean), ("std", std), ("embedding", embedding)):
+                handle.create_dataset(name, data=values, compression="gzip", chunks=(min(64, len(rows)),
+                                                                                     values.shape[1]))
+            for key, value in expected.items():
+                handle.attrs[key] = value
+            handle.attrs["teacher"] = str(teacher_path)
+    logger.info("teacher soft labels for %d rows (%d structures, %d skipped) written to %s", len(rows),
+                len(smiles_list), int((~valid).sum()), path)
+    return path
+
+
+class SoftLabels:
+    """Random access to a soft-label file by cache row (opened lazily, so DataLoader workers can fork)."""
+
+    def __init__(self, path: str | os.PathLike, lds_sigma: float = 0.0):
+        self.path = Path(path)
+        self.lds_sigma = lds_sigma
+        with h5py.File(self.path, "r") as handle:
+            rows = handle["rows"][:]
+            self.valid = handle["valid"][:]
+            self.embedding_size = handle["embedding"].shape[1]
+        self.position = {int(row): i for i, row in enumerate(rows)}
+        self._handle: h5py.File | None = None
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_handle"] = None
+        return state
+
+    def get(self, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Teacher mean (LDS-smoothed if asked), std and embedding for a cache row, or ``None`` without a label."""
+        from training.augment import smooth_spectra
+
+        position = self.position.get(int(row))
+        if position is None or not self.valid[position]:
+            return None
+        if self._handle is None:
+            self._handle = h5py.File(self.path, "r")
+        mean = self._handle["mean"][position]
+        return (smooth_spectra(mean, self.lds_sigma), self._handle["std"][position],
+                self._handle["embedding"][position])

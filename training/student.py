@@ -1,0 +1,230 @@
+"""Distilling the student (``matchms-neims train student``): mixture-of-experts MLP taught by the teacher.
+
+Loss per training step::
+
+    alpha * hard + beta * soft + gamma * feature + balance_weight * switch_balance + entropy_weight * entropy
+
+* hard: mass-weighted sqrt-intensity MSE against the experimental spectrum;
+* soft: KL of the tempered, LDS-smoothed teacher MC mean and the student, per-bin weights
+  ``1 / (1 + teacher std)``, times ``T ** 2`` (temperature schedule ``temperature_start`` -> ``temperature_end``);
+* feature: MSE between a learnt projection of the student's ``hidden`` features and the teacher's
+  ``ecfp_embedding``.
+
+Each of the three is divided by its value at the first training step (kept in the checkpoint), so
+alpha/beta/gamma are relative shares rather than compensations for the losses' different units. They
+stay fixed for ``weight_warmup_epochs`` and are then adapted by GradNorm (on the ``hidden`` features,
+ratios bounded). The gate's balancing bias is updated after every step; the expert usage is logged
+per epoch and a collapse is reported as a warning. Checkpoints are selected by ``val_recall_at_10``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from matchms_neims.chemistry import parse_smiles
+from matchms_neims.models.student import StudentMoE, expert_load
+from training.augment import SpectrumAugmenter
+from training.baseline import make_featurizer
+from training.config import TrainConfig
+from training.data import CacheMetadata, SpectraDataModule, build_cache
+from training.expert_groups import EXPERT_GROUPS, initialise_gate, molecule_group
+from training.gradnorm import GradNormWeights
+from training.losses import (
+    batch_cosine,
+    feature_distillation_loss,
+    mass_weighted_mse,
+    routing_entropy,
+    soft_distillation_loss,
+    switch_balance_loss,
+)
+from training.optim import configure_optimization
+from training.runner import export, fit, prepare
+from training.schedules import temperature_at
+from training.soft_labels import SoftLabels, build_soft_labels
+from training.validation import ValidationRecall
+
+logger = logging.getLogger(__name__)
+
+LOSS_NAMES = ("hard", "soft", "feature")
+
+
+def uses_teacher(config: TrainConfig) -> bool:
+    """Whether the config distils from a teacher (a teacher file and a soft or feature loss weight)."""
+    distill = config.distill
+    return bool(distill.teacher) and (distill.beta > 0 or distill.gamma > 0)
+
+
+class StudentModule(L.LightningModule):
+    """Trains :class:`matchms_neims.models.student.StudentMoE`, with or without a teacher's soft labels.
+
+    Logs ``train_loss``, ``train_hard_loss``, ``train_soft_loss``, ``train_feature_loss``, the loss
+    weights, ``train_temperature``, ``train_expert_usage_<e>``; ``val_loss``, ``val_cosine``,
+    ``val_recall_at_1`` and ``val_recall_at_10``.
+    """
+
+    def __init__(self, config: dict, feature_size: int = 512):
+        super().__init__()
+        self.save_hyperparameters({"config": config, "feature_size": feature_size})
+        self.config = TrainConfig.from_dict(config)
+        self.model = StudentMoE(**self.config.model)
+        distill = self.config.distill
+        self.with_teacher = uses_teacher(self.config)
+        if self.with_teacher:
+            shares = {"hard": distill.alpha, "soft": distill.beta, "feature": distill.gamma}
+        else:
+            shares = {"hard": 1.0}
+        self.loss_names = [name for name in LOSS_NAMES if shares.get(name, 0) > 0]
+        self.gradnorm = GradNormWeights([shares[name] for name in self.loss_names], distill.gradnorm_alpha,
+                                        distill.gradnorm_lr, tuple(distill.weight_ratio_bounds))
+        width = self.model.final_norm.normalized_shape[0]
+        self.feature_projection = nn.Linear(width, feature_size) if "feature" in self.loss_names else None
+        self.register_buffer("loss_scales", torch.zeros(len(self.loss_names)))
+        self._validation = ValidationRecall(self.config)
+
+    def forward(self, fingerprint: torch.Tensor, nominal_mass: torch.Tensor) -> torch.Tensor:
+        return self.model(fingerprint, nominal_mass)
+
+    def temperature(self) -> float:
+        distill = self.config.distill
+        return temperature_at(self.current_epoch, self.config.optim.max_epochs, distill.temperature_start,
+                              distill.temperature_end, distill.temperature_schedule)
+
+    def _losses(self, batch: dict, output) -> dict[str, torch.Tensor]:
+        distill = self.config.distill
+        losses = {"hard": mass_weighted_mse(output.spectrum, batch["target"], self.config.optim.mass_power)}
+        if "soft" in self.loss_names:
+            std = batch["teacher_std"] if distill.uncertainty_weighting else None
+            losses["soft"] = soft_distillation_loss(output.spectrum, batch["teacher_mean"], self.temperature(), std,
+                                                    batch["has_teacher"])
+        if "feature" in self.loss_names:
+            losses["feature"] = feature_distillation_loss(self.feature_projection(output.hidden),
+                                                          batch["teacher_embedding"], batch["has_teacher"])
+        return {name: losses[name] for name in self.loss_names}
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        distill = self.config.distill
+        (fingerprint,) = batch["inputs"]
+        output = self.model.forward_with_details(fingerprint, batch["nominal_mass"])
+        losses = self._losses(batch, output)
+        values = torch.stack([loss.detach().float() for loss in losses.values()])
+        if not bool((self.loss_scales > 0).all()):  # first step: the units of each loss
+            self.loss_scales.copy_(values.clamp_min(1e-12))
+        scaled = [loss / scale for loss, scale in zip(losses.values(), self.loss_scales)]
+        adapting = distill.gradnorm and len(scaled) > 1 and self.current_epoch >= distill.weight_warmup_epochs
+        weights = self.gradnorm.update(scaled, output.hidden) if adapting else self.gradnorm.weights
+        loss = sum(float(weight) * value for weight, value in zip(weights, scaled))
+        if self.model.n_experts > 1:
+            loss = loss + distill.balance_weight * switch_balance_loss(output.gate_probabilities,
+                                                                       output.selected_experts)
+            loss = loss + distill.entropy_weight * routing_entropy(output.gate_probabilities)
+        load = expert_load(output.selected_experts, self.model.n_experts)
+        self.model.update_gate_bias(load)
+        size = fingerprint.shape[0]
+        self.log("train_loss", loss, prog_bar=True, batch_size=size)
+        for (name, value), weight in zip(losses.items(), weights):
+            self.log(f"train_{name}_loss", value, batch_size=size)
+            self.log(f"train_weight_{name}", float(weight), batch_size=size)
+        if self.with_teacher and "soft" in self.loss_names:
+            self.log("train_temperature", self.temperature(), batch_size=size)
+        for expert, share in enumerate(load.tolist()):
+            self.log(f"train_expert_usage_{expert}", share, on_step=False, on_epoch=True, batch_size=size)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        low, high = self.config.distill.usage_bounds
+        metrics = self.trainer.callback_metrics
+        usage = [float(metrics[f"train_expert_usage_{e}"]) for e in range(self.model.n_experts)
+                 if f"train_expert_usage_{e}" in metrics]
+        if usage and (min(usage) < low or max(usage) > high):
+            logger.warning("epoch %d: expert collapse, usage %s outside [%.2f, %.2f]", self.current_epoch,
+                           " ".join(f"{u:.3f}" for u in usage), low, high)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        (fingerprint,) = batch["inputs"]
+        predicted = self.model(fingerprint, batch["nominal_mass"])
+        target = batch["target"]
+        size = target.shape[0]
+        self.log("val_loss", mass_weighted_mse(predicted, target, self.config.optim.mass_power), batch_size=size,
+                 sync_dist=True)
+        self.log("val_cosine", batch_cosine(predicted, torch.sqrt(target.clamp_min(0))).mean(), prog_bar=True,
+                 batch_size=size, sync_dist=True)
+        self._validation.add(batch["index"], predicted, target)
+
+    def on_validation_epoch_start(self) -> None:
+        self._validation.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        recall = self._validation.compute(self.trainer.datamodule)
+        if recall is not None:
+            for k in (1, 10):
+                self.log(f"val_recall_at_{k}", recall[f"recall@{k}"], prog_bar=k == 10, sync_dist=False)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["gradnorm"] = self.gradnorm.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "gradnorm" in checkpoint:
+            self.gradnorm.load_state_dict(checkpoint["gradnorm"])
+
+    def configure_optimizers(self):
+        total_steps = self.trainer.estimated_stepping_batches if self.config.optim.scheduler == "onecycle" else None
+        return configure_optimization(self.parameters(), self.config.optim, total_steps)
+
+
+def seed_expert_groups(model: StudentMoE, config: TrainConfig, featurizer, progress: bool = True) -> float:
+    """Initialise the gate from the chemical groups of the training molecules (see :mod:`training.expert_groups`)."""
+    metadata = CacheMetadata(build_cache(config.data, progress=progress))
+    smiles = sorted(set(metadata.columns["smiles"][metadata.indices("train")]))
+    fingerprints, groups = [], []
+    for item in tqdm(smiles, desc="expert groups", unit="molecules", disable=not progress):
+        mol = parse_smiles(item)
+        fingerprints.append(featurizer.features_of_mol(mol))
+        groups.append(molecule_group(mol))
+    counts = np.bincount(groups, minlength=len(EXPERT_GROUPS))
+    logger.info("expert groups of %d training molecules: %s", len(smiles),
+                ", ".join(f"{name} {count}" for name, count in zip(EXPERT_GROUPS, counts)))
+    with torch.no_grad():
+        inputs = model.transform_input(torch.from_numpy(np.stack(fingerprints).astype(np.float32)))
+    accuracy = initialise_gate(model.gate, inputs, np.asarray(groups), model.n_experts,
+                               steps=config.distill.gate_init_steps, seed=config.trainer.seed)
+    logger.info("gate initialised from the groups: %.3f of the training molecules route to their group's expert",
+                accuracy)
+    return accuracy
+
+
+def train_student(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
+    """Distil the student from the teacher's cached soft labels (or train it alone) and export the best epoch.
+
+    Returns
+    -------
+    Path
+        The exported model file (``config.export.path``).
+    """
+    prepare(config, "train student", "StudentMoE")
+    featurizer = make_featurizer(config)
+    if featurizer.kind != "student_fingerprint":
+        raise ValueError(f"the student reads featurizer.kind student_fingerprint, got {featurizer.kind!r}")
+    soft_labels = None
+    feature_size = 512
+    if uses_teacher(config):
+        soft_labels = SoftLabels(build_soft_labels(config, progress=progress), config.distill.soft_lds_sigma)
+        feature_size = soft_labels.embedding_size
+    augment = config.augment
+    augmenter = SpectrumAugmenter(augment.c13_fraction, augment.c13_max_carbons, augment.lds_sigma)
+    datamodule = SpectraDataModule(config.data, featurizer, augmenter, soft_labels)
+    module = StudentModule(config.to_dict(), feature_size)
+    resuming = resume and (Path(config.trainer.output_dir) / "last.ckpt").is_file()
+    if config.distill.gate_init_steps > 0 and module.model.n_experts > 1 and not resuming:
+        seed_expert_groups(module.model, config, featurizer, progress)
+    best, best_path, best_score = fit(module, datamodule, config, config.optim.monitor, resume, progress)
+    return export(config, best.model, featurizer, {
+        "best_epoch_checkpoint": Path(best_path).name, config.optim.monitor: best_score,
+        "teacher": config.distill.teacher if uses_teacher(config) else None,
+        "loss_weights": dict(zip(best.loss_names, best.gradnorm.weights.tolist()))})

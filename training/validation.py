@@ -1,0 +1,65 @@
+"""Per-epoch validation library matching (``val_recall_at_k``), shared by the teacher and student training."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from matchms_neims.evaluation import SpectraSet, matching_library
+from matchms_neims.metrics import library_ranks, recall_at_k
+from training.config import TrainConfig
+from training.data import SpectraDataModule
+from training.evaluate import split_sets
+
+
+def validation_recall(datamodule: SpectraDataModule, rows: np.ndarray, predicted: np.ndarray, true: np.ndarray,
+                      background: SpectraSet, ks: tuple[int, ...] = (1, 10)) -> dict[str, float]:
+    """Library-matching recall of validation rows (NEIMS protocol, as ``matchms-neims evaluate --split val``).
+
+    The library (:func:`matchms_neims.evaluation.matching_library`) holds ``background`` (experimental
+    spectra of the other splits) and one predicted spectrum per validation structure; the queries are
+    the rows' experimental spectra.
+    """
+    columns = datamodule.metadata.columns
+    keys = list(columns["molecule_key"][rows])
+    library, library_keys, _ = matching_library(predicted, keys, list(columns["smiles"][rows]), background)
+    return recall_at_k(library_ranks(true, keys, library, library_keys), ks)
+
+
+class ValidationRecall:
+    """Collects a validation epoch's predictions and scores them by library matching.
+
+    Call :meth:`reset` at the start of the epoch, :meth:`add` in every validation step and
+    :meth:`compute` at its end (predictions of all DDP ranks are gathered).
+    """
+
+    def __init__(self, config: TrainConfig, ks: tuple[int, ...] = (1, 10)):
+        self.config = config
+        self.ks = ks
+        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._background: SpectraSet | None = None
+
+    def reset(self) -> None:
+        self._parts = []
+
+    def add(self, index: torch.Tensor, predicted_sqrt: torch.Tensor, target: torch.Tensor) -> None:
+        self._parts.append((index.cpu().numpy(), predicted_sqrt.detach().float().cpu().numpy(),
+                            target.float().cpu().numpy()))
+
+    def compute(self, datamodule: SpectraDataModule | None) -> dict[str, float] | None:
+        """``{"recall@k": ...}`` over everything added since :meth:`reset`, or ``None`` when there is nothing."""
+        parts = self._parts
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, parts)
+            parts = [part for rank_parts in gathered for part in rank_parts]
+        self._parts = []
+        if not parts or datamodule is None:
+            return None
+        rows = np.concatenate([p[0] for p in parts])
+        rows, first = np.unique(rows, return_index=True)  # DDP samplers may pad with repeats
+        predicted = np.concatenate([p[1] for p in parts])[first]
+        true = np.concatenate([p[2] for p in parts])[first]
+        if self._background is None:  # experimental spectra of the other splits, read once
+            self._background = split_sets(self.config, "val")[1]
+        return validation_recall(datamodule, rows, np.square(predicted.clip(min=0)), true, self._background, self.ks)
