@@ -166,6 +166,7 @@ def tiny_student_config(tmp_path_factory, tiny_training_config) -> Path:
     config.distill.teacher = str(teacher_path)
     config.distill.mc_samples = 4
     config.distill.weight_warmup_epochs = 1  # GradNorm from the second epoch
+    config.distill.temperature_start, config.distill.soft_lds_sigma = 4.0, 1.5  # the design's values, exercised
     config.distill.gate_init_steps = 20
     config.optim.max_epochs = 2
     config.export.path = str(root / "run" / "model.pt")

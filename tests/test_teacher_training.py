@@ -167,6 +167,10 @@ def test_teacher_configs_round_trip_and_override(tmp_path):
     assert changed.optim.lr == 3e-4 and changed.model["dropout"] == 0.2
     with pytest.raises(ValueError, match="nosuch"):
         finetune.with_overrides(["nosuch.key=1"])
+    assert finetune.init_sources() == ["runs/teacher_pretrain/pretrained.pt"]
+    both = finetune.with_overrides(["init_from=[a.pt, b.pt]"])
+    assert both.init_sources() == ["a.pt", "b.pt"] and TrainConfig.from_dict(both.to_dict()) == both
+    assert finetune.with_overrides(["init_from=''"]).init_sources() == []
 
 
 @pytest.fixture(scope="module")

@@ -153,7 +153,13 @@ class ExportConfig:
 class TrainConfig:
     model_class: str = "NeimsMLP"
     model: dict = field(default_factory=dict)
-    init_from: str = ""  # model file whose matching weights initialise the model (e.g. a pretrained teacher)
+    # model file(s) whose matching weights initialise the model, in order (e.g. a baseline and a pretrained encoder)
+    init_from: str | list = ""
+
+    def init_sources(self) -> list[str]:
+        """``init_from`` as a list of files ('' and [] give none)."""
+        sources = [self.init_from] if isinstance(self.init_from, str) else list(self.init_from)
+        return [str(source) for source in sources if source]
     featurizer: FeaturizerConfig = field(default_factory=FeaturizerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)

@@ -37,7 +37,6 @@ from training.data import CacheMetadata, SpectraDataModule, build_cache
 from training.expert_groups import EXPERT_GROUPS, initialise_gate, molecule_group
 from training.gradnorm import GradNormWeights
 from training.losses import (
-    batch_cosine,
     feature_distillation_loss,
     mass_weighted_mse,
     routing_entropy,
@@ -48,7 +47,7 @@ from training.optim import configure_optimization
 from training.runner import export, fit, prepare
 from training.schedules import temperature_at
 from training.soft_labels import SoftLabels, build_soft_labels
-from training.validation import ValidationRecall
+from training.validation import LibraryValidationMixin, ValidationRecall
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ def uses_teacher(config: TrainConfig) -> bool:
     return bool(distill.teacher) and (distill.beta > 0 or distill.gamma > 0)
 
 
-class StudentModule(L.LightningModule):
+class StudentModule(LibraryValidationMixin, L.LightningModule):
     """Trains :class:`matchms_neims.models.student.StudentMoE`, with or without a teacher's soft labels.
 
     Logs ``train_loss``, ``train_hard_loss``, ``train_soft_loss``, ``train_feature_loss``, the loss
@@ -149,22 +148,7 @@ class StudentModule(L.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         (fingerprint,) = batch["inputs"]
         predicted = self.model(fingerprint, batch["nominal_mass"])
-        target = batch["target"]
-        size = target.shape[0]
-        self.log("val_loss", mass_weighted_mse(predicted, target, self.config.optim.mass_power), batch_size=size,
-                 sync_dist=True)
-        self.log("val_cosine", batch_cosine(predicted, torch.sqrt(target.clamp_min(0))).mean(), prog_bar=True,
-                 batch_size=size, sync_dist=True)
-        self._validation.add(batch["index"], predicted, target)
-
-    def on_validation_epoch_start(self) -> None:
-        self._validation.reset()
-
-    def on_validation_epoch_end(self) -> None:
-        recall = self._validation.compute(self.trainer.datamodule)
-        if recall is not None:
-            for k in (1, 10):
-                self.log(f"val_recall_at_{k}", recall[f"recall@{k}"], prog_bar=k == 10, sync_dist=False)
+        self.validate_predictions(predicted, batch)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["gradnorm"] = self.gradnorm.state_dict()

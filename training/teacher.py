@@ -20,15 +20,15 @@ from training.augment import SpectrumAugmenter
 from training.baseline import make_featurizer
 from training.config import TrainConfig
 from training.data import SpectraDataModule
-from training.losses import batch_cosine, bond_masking_loss, mass_weighted_mse, sample_bond_mask
+from training.losses import bond_masking_loss, mass_weighted_mse, sample_bond_mask
 from training.optim import configure_optimization
 from training.runner import export, fit, prepare
-from training.validation import ValidationRecall
+from training.validation import LibraryValidationMixin, ValidationRecall
 
 logger = logging.getLogger(__name__)
 
 
-class TeacherModule(L.LightningModule):
+class TeacherModule(LibraryValidationMixin, L.LightningModule):
     """Trains :class:`matchms_neims.models.teacher.TeacherGNN` on spectra.
 
     Logs ``train_loss`` (and ``train_bond_loss`` when ``masking.lambda_bond > 0``), ``val_loss``,
@@ -65,22 +65,7 @@ class TeacherModule(L.LightningModule):
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         graph, ecfp = batch["inputs"]
         predicted = self.model(graph, ecfp, batch["nominal_mass"])
-        target = batch["target"]
-        size = target.shape[0]
-        self.log("val_loss", mass_weighted_mse(predicted, target, self.config.optim.mass_power),
-                 batch_size=size, sync_dist=True)
-        self.log("val_cosine", batch_cosine(predicted, torch.sqrt(target.clamp_min(0))).mean(), prog_bar=True,
-                 batch_size=size, sync_dist=True)
-        self._validation.add(batch["index"], predicted, target)
-
-    def on_validation_epoch_start(self) -> None:
-        self._validation.reset()
-
-    def on_validation_epoch_end(self) -> None:
-        recall = self._validation.compute(self.trainer.datamodule)
-        if recall is not None:
-            for k in (1, 10):
-                self.log(f"val_recall_at_{k}", recall[f"recall@{k}"], prog_bar=k == 10, sync_dist=False)
+        self.validate_predictions(predicted, batch)
 
     def configure_optimizers(self):
         return configure_optimization(self.parameters(), self.config.optim)
@@ -112,8 +97,9 @@ def train_teacher(config: TrainConfig, resume: bool = False, progress: bool = Tr
     augmenter = SpectrumAugmenter(augment.c13_fraction, augment.c13_max_carbons, augment.lds_sigma)
     datamodule = SpectraDataModule(config.data, featurizer, augmenter)
     module = TeacherModule(config.to_dict())
-    if config.init_from and not (resume and (Path(config.trainer.output_dir) / "last.ckpt").is_file()):
-        initialise_from(module.model, config.init_from)
+    if not (resume and (Path(config.trainer.output_dir) / "last.ckpt").is_file()):
+        for source in config.init_sources():  # later files override earlier ones where names overlap
+            initialise_from(module.model, source)
     monitor = config.optim.monitor
     best, best_path, best_score = fit(module, datamodule, config, monitor, resume, progress)
     return export(config, best.model, featurizer, {

@@ -63,3 +63,32 @@ class ValidationRecall:
         if self._background is None:  # experimental spectra of the other splits, read once
             self._background = split_sets(self.config, "val")[1]
         return validation_recall(datamodule, rows, np.square(predicted.clip(min=0)), true, self._background, self.ks)
+
+
+class LibraryValidationMixin:
+    """LightningModule mixin: ``val_loss`` and ``val_cosine`` per batch, ``val_recall_at_1/10`` per epoch.
+
+    The module sets ``self.config`` and ``self._validation = ValidationRecall(self.config)`` and calls
+    :meth:`validate_predictions` from its ``validation_step``; list the mixin before
+    ``lightning.LightningModule`` so its epoch hooks are the ones that run.
+    """
+
+    def validate_predictions(self, predicted: torch.Tensor, batch: dict) -> None:
+        from training.losses import batch_cosine, mass_weighted_mse
+
+        target = batch["target"]
+        size = target.shape[0]
+        self.log("val_loss", mass_weighted_mse(predicted, target, self.config.optim.mass_power), batch_size=size,
+                 sync_dist=True)
+        self.log("val_cosine", batch_cosine(predicted, torch.sqrt(target.clamp_min(0))).mean(), prog_bar=True,
+                 batch_size=size, sync_dist=True)
+        self._validation.add(batch["index"], predicted, target)
+
+    def on_validation_epoch_start(self) -> None:
+        self._validation.reset()
+
+    def on_validation_epoch_end(self) -> None:
+        recall = self._validation.compute(self.trainer.datamodule)
+        if recall is not None:
+            for k in (1, 10):
+                self.log(f"val_recall_at_{k}", recall[f"recall@{k}"], prog_bar=k == 10, sync_dist=False)
