@@ -13,7 +13,7 @@ from matchms_neims.models import get_model_class
 from training.config import TrainConfig
 from training.data import SpectraDataModule
 from training.losses import batch_cosine, mass_weighted_mse
-from training.optim import configure_optimization
+from training.optim import module_optimization
 from training.runner import export, fit, prepare
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class SpectrumRegressionModule(L.LightningModule):
         self._step(batch, "test")
 
     def configure_optimizers(self):
-        return configure_optimization(self.parameters(), self.config.optim)
+        return module_optimization(self)
 
 
 def make_featurizer(config: TrainConfig) -> Featurizer:

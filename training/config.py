@@ -155,11 +155,6 @@ class TrainConfig:
     model: dict = field(default_factory=dict)
     # model file(s) whose matching weights initialise the model, in order (e.g. a baseline and a pretrained encoder)
     init_from: str | list = ""
-
-    def init_sources(self) -> list[str]:
-        """``init_from`` as a list of files ('' and [] give none)."""
-        sources = [self.init_from] if isinstance(self.init_from, str) else list(self.init_from)
-        return [str(source) for source in sources if source]
     featurizer: FeaturizerConfig = field(default_factory=FeaturizerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -169,6 +164,11 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     pretraining: PretrainingConfig = field(default_factory=PretrainingConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+
+    def init_sources(self) -> list[str]:
+        """``init_from`` as a list of files ('' and [] give none)."""
+        sources = [self.init_from] if isinstance(self.init_from, str) else list(self.init_from)
+        return [str(source) for source in sources if source]
 
     # ------------------------------------------------------------------ YAML
     def to_dict(self) -> dict:

@@ -41,3 +41,10 @@ def configure_optimization(parameters, optim: OptimConfig, total_steps: int | No
     else:
         raise ValueError(f"optim.scheduler {optim.scheduler!r} is not one of {SCHEDULERS}")
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def module_optimization(module) -> dict:
+    """:func:`configure_optimization` for a LightningModule with a ``config``; the step count comes from its trainer."""
+    optim = module.config.optim
+    total_steps = module.trainer.estimated_stepping_batches if optim.scheduler == "onecycle" else None
+    return configure_optimization(module.parameters(), optim, total_steps)

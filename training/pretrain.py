@@ -28,7 +28,7 @@ from training.config import TrainConfig
 from training.data import SPLITS, CacheMetadata, build_cache
 from training.losses import bond_masking_loss, sample_bond_mask
 from training.molecules import MoleculeFile, SmilesList
-from training.optim import configure_optimization
+from training.optim import module_optimization
 from training.runner import export, fit, prepare
 
 logger = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ class TeacherPretrainModule(L.LightningModule):
         self._step(graph, batch_idx, "val")
 
     def configure_optimizers(self):
-        return configure_optimization(self.parameters(), self.config.optim)
+        return module_optimization(self)
 
 
 def pretrain_teacher(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:

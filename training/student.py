@@ -43,7 +43,7 @@ from training.losses import (
     soft_distillation_loss,
     switch_balance_loss,
 )
-from training.optim import configure_optimization
+from training.optim import module_optimization
 from training.runner import export, fit, prepare
 from training.schedules import temperature_at
 from training.soft_labels import SoftLabels, build_soft_labels
@@ -158,8 +158,7 @@ class StudentModule(LibraryValidationMixin, L.LightningModule):
             self.gradnorm.load_state_dict(checkpoint["gradnorm"])
 
     def configure_optimizers(self):
-        total_steps = self.trainer.estimated_stepping_batches if self.config.optim.scheduler == "onecycle" else None
-        return configure_optimization(self.parameters(), self.config.optim, total_steps)
+        return module_optimization(self)
 
 
 def seed_expert_groups(model: StudentMoE, config: TrainConfig, featurizer, progress: bool = True) -> float:

@@ -21,7 +21,7 @@ from training.baseline import make_featurizer
 from training.config import TrainConfig
 from training.data import SpectraDataModule
 from training.losses import bond_masking_loss, mass_weighted_mse, sample_bond_mask
-from training.optim import configure_optimization
+from training.optim import module_optimization
 from training.runner import export, fit, prepare
 from training.validation import LibraryValidationMixin, ValidationRecall
 
@@ -68,7 +68,7 @@ class TeacherModule(LibraryValidationMixin, L.LightningModule):
         self.validate_predictions(predicted, batch)
 
     def configure_optimizers(self):
-        return configure_optimization(self.parameters(), self.config.optim)
+        return module_optimization(self)
 
 
 def initialise_from(model: torch.nn.Module, path: str) -> int:
