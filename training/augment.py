@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from math import comb
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rdkit import Chem
@@ -22,6 +23,9 @@ from scipy.ndimage import gaussian_filter1d
 
 from matchms_neims.chemistry import nominal_mass, parse_smiles
 from matchms_neims.spectra import normalize_base_peak
+
+if TYPE_CHECKING:
+    from training.config import AugmentConfig
 
 _PERIODIC_TABLE = Chem.GetPeriodicTable()
 
@@ -124,6 +128,11 @@ class SpectrumAugmenter:
         self.max_carbons = max_carbons
         self.lds_sigma = lds_sigma
         self.shift = isotope_nominal_shift(6, 13)
+
+    @classmethod
+    def from_config(cls, augment: AugmentConfig) -> SpectrumAugmenter:
+        """The augmenter of a training config's ``augment`` section."""
+        return cls(augment.c13_fraction, augment.c13_max_carbons, augment.lds_sigma)
 
     @property
     def active(self) -> bool:

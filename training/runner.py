@@ -33,6 +33,12 @@ def prepare(config: TrainConfig, command: str, model_class: str | None = None) -
     L.seed_everything(config.trainer.seed, workers=True)
 
 
+def resume_checkpoint(config: TrainConfig, resume: bool) -> Path | None:
+    """The run's ``last.ckpt`` when ``resume`` is asked for and the file exists, else ``None``."""
+    last = Path(config.trainer.output_dir) / "last.ckpt"
+    return last if resume and last.is_file() else None
+
+
 def fit(module: L.LightningModule, datamodule: L.LightningDataModule, config: TrainConfig, monitor: str,
         resume: bool = False, progress: bool = True) -> tuple[L.LightningModule, str, float | None]:
     """Train with checkpointing and early stopping on ``monitor`` (maximised).
@@ -54,12 +60,11 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, config: Tr
         callbacks=callbacks, plugins=[AtomicCheckpointIO()], default_root_dir=output_dir,
         enable_progress_bar=progress, log_every_n_steps=20, deterministic=False,
     )
-    last = output_dir / "last.ckpt"
-    ckpt_path = str(last) if resume and last.is_file() else None
-    if ckpt_path:
-        logger.info("resuming from %s", ckpt_path)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
-    best_path = checkpointing.best_model_path or str(last)
+    resume_from = resume_checkpoint(config, resume)
+    if resume_from is not None:
+        logger.info("resuming from %s", resume_from)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+    best_path = checkpointing.best_model_path or str(output_dir / "last.ckpt")
     best = type(module).load_from_checkpoint(best_path, map_location="cpu", weights_only=False)
     score = checkpointing.best_model_score
     return best, best_path, float(score) if score is not None else None

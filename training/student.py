@@ -44,7 +44,7 @@ from training.losses import (
     switch_balance_loss,
 )
 from training.optim import module_optimization
-from training.runner import export, fit, prepare
+from training.runner import export, fit, prepare, resume_checkpoint
 from training.schedules import temperature_at
 from training.soft_labels import SoftLabels, build_soft_labels
 from training.validation import LibraryValidationMixin, ValidationRecall
@@ -199,11 +199,10 @@ def train_student(config: TrainConfig, resume: bool = False, progress: bool = Tr
     if uses_teacher(config):
         soft_labels = SoftLabels(build_soft_labels(config, progress=progress), config.distill.soft_lds_sigma)
         feature_size = soft_labels.embedding_size
-    augment = config.augment
-    augmenter = SpectrumAugmenter(augment.c13_fraction, augment.c13_max_carbons, augment.lds_sigma)
+    augmenter = SpectrumAugmenter.from_config(config.augment)
     datamodule = SpectraDataModule(config.data, featurizer, augmenter, soft_labels)
     module = StudentModule(config.to_dict(), feature_size)
-    resuming = resume and (Path(config.trainer.output_dir) / "last.ckpt").is_file()
+    resuming = resume_checkpoint(config, resume) is not None
     if config.distill.gate_init_steps > 0 and module.model.n_experts > 1 and not resuming:
         seed_expert_groups(module.model, config, featurizer, progress)
     best, best_path, best_score = fit(module, datamodule, config, config.optim.monitor, resume, progress)

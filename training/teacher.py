@@ -22,7 +22,7 @@ from training.config import TrainConfig
 from training.data import SpectraDataModule
 from training.losses import bond_masking_loss, mass_weighted_mse, sample_bond_mask
 from training.optim import module_optimization
-from training.runner import export, fit, prepare
+from training.runner import export, fit, prepare, resume_checkpoint
 from training.validation import LibraryValidationMixin, ValidationRecall
 
 logger = logging.getLogger(__name__)
@@ -93,11 +93,10 @@ def train_teacher(config: TrainConfig, resume: bool = False, progress: bool = Tr
     featurizer = make_featurizer(config)
     if featurizer.kind not in ("graph_ecfp", "graph_ecfp_counts"):
         raise ValueError(f"the teacher reads featurizer.kind graph_ecfp or graph_ecfp_counts, got {featurizer.kind!r}")
-    augment = config.augment
-    augmenter = SpectrumAugmenter(augment.c13_fraction, augment.c13_max_carbons, augment.lds_sigma)
+    augmenter = SpectrumAugmenter.from_config(config.augment)
     datamodule = SpectraDataModule(config.data, featurizer, augmenter)
     module = TeacherModule(config.to_dict())
-    if not (resume and (Path(config.trainer.output_dir) / "last.ckpt").is_file()):
+    if resume_checkpoint(config, resume) is None:
         for source in config.init_sources():  # later files override earlier ones where names overlap
             initialise_from(module.model, source)
     monitor = config.optim.monitor
