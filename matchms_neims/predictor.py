@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -175,16 +175,27 @@ class NeimsPredictor:
         masses = torch.tensor([item.info.nominal_mass for item in chunk], device=self.device)
         return inputs, masses
 
+    def _run_in_chunks(self, featurized: Sequence[FeaturizedMolecule], run: Callable[..., tuple[torch.Tensor, ...]],
+                       widths: Sequence[int]) -> tuple[np.ndarray, ...]:
+        """``run(inputs, masses, chunk_index)`` over chunks of ``batch_size`` molecules, each output concatenated.
+
+        ``widths`` gives the number of columns of each output, used to shape the outputs of an empty input.
+        """
+        if not featurized:
+            return tuple(np.zeros((0, width), dtype=np.float32) for width in widths)
+        outputs: list[list[np.ndarray]] = [[] for _ in widths]
+        for index, start in enumerate(range(0, len(featurized), self.batch_size)):
+            inputs, masses = self._model_inputs(featurized[start : start + self.batch_size])
+            for parts, tensor in zip(outputs, run(inputs, masses, index)):
+                parts.append(tensor.float().cpu().numpy())
+        return tuple(np.concatenate(parts) for parts in outputs)
+
     @torch.inference_mode()
     def predict_features(self, featurized: Sequence[FeaturizedMolecule]) -> np.ndarray:
         """Run the model on featurized molecules; returns spectrum vectors with base peak 1."""
-        if not featurized:
-            return np.zeros((0, self.max_mz + 1), dtype=np.float32)
-        outputs = []
-        for start in range(0, len(featurized), self.batch_size):
-            inputs, masses = self._model_inputs(featurized[start : start + self.batch_size])
-            outputs.append(self.loaded.model(*inputs, masses).float().cpu().numpy())
-        return _to_intensities(np.concatenate(outputs))
+        (sqrt_intensity,) = self._run_in_chunks(
+            featurized, lambda inputs, masses, _: (self.loaded.model(*inputs, masses),), [self.max_mz + 1])
+        return _to_intensities(sqrt_intensity)
 
     @torch.inference_mode()
     def predict_features_with_expert_weights(self, featurized: Sequence[FeaturizedMolecule]
@@ -192,16 +203,13 @@ class NeimsPredictor:
         """Mixture-of-experts prediction: spectrum vectors (base peak 1) and the mixing weights of the experts."""
         if not self.supports_expert_weights:
             raise ValueError(f"model {self.model_name} ({self.loaded.model_class}) is not a mixture of experts")
-        if not featurized:
-            return (np.zeros((0, self.max_mz + 1), dtype=np.float32),
-                    np.zeros((0, self.loaded.model.n_experts), dtype=np.float32))
-        spectra, weights = [], []
-        for start in range(0, len(featurized), self.batch_size):
-            inputs, masses = self._model_inputs(featurized[start : start + self.batch_size])
+
+        def run(inputs, masses, _):
             output = self.loaded.model.forward_with_details(*inputs, masses)
-            spectra.append(output.spectrum.float().cpu().numpy())
-            weights.append(output.expert_weights.float().cpu().numpy())
-        return _to_intensities(np.concatenate(spectra)), np.concatenate(weights)
+            return output.spectrum, output.expert_weights
+
+        sqrt_intensity, weights = self._run_in_chunks(featurized, run, [self.max_mz + 1, self.loaded.model.n_experts])
+        return _to_intensities(sqrt_intensity), weights
 
     @torch.inference_mode()
     def predict_features_with_uncertainty(self, featurized: Sequence[FeaturizedMolecule], n_samples: int = 30,
@@ -212,18 +220,11 @@ class NeimsPredictor:
         """
         if not self.supports_uncertainty:
             raise ValueError(f"model {self.model_name} ({self.loaded.model_class}) has no MC-dropout uncertainty")
-        n_bins = self.max_mz + 1
-        if not featurized:
-            empty = np.zeros((0, n_bins), dtype=np.float32)
-            return empty, empty, empty
-        means, stds = [], []
-        for index, start in enumerate(range(0, len(featurized), self.batch_size)):
-            inputs, masses = self._model_inputs(featurized[start : start + self.batch_size])
-            mean, std = self.loaded.model.predict_with_uncertainty(*inputs, masses, n_samples=n_samples,
-                                                                   seed=seed + index)
-            means.append(mean.float().cpu().numpy())
-            stds.append(std.float().cpu().numpy())
-        sqrt_mean, sqrt_std = np.concatenate(means), np.concatenate(stds)
+
+        def run(inputs, masses, index):
+            return self.loaded.model.predict_with_uncertainty(*inputs, masses, n_samples=n_samples, seed=seed + index)
+
+        sqrt_mean, sqrt_std = self._run_in_chunks(featurized, run, [self.max_mz + 1] * 2)
         return _to_intensities(sqrt_mean), sqrt_mean, sqrt_std
 
     def predict_batch(self, items: Iterable, uncertainty_samples: int | None = None) -> PredictionBatch:
@@ -270,10 +271,11 @@ class NeimsPredictor:
             raise errors[0]
         if self.supports_expert_weights:
             vectors, expert_weights = self.predict_features_with_expert_weights(featurized)
-            mz, intensity = vector_to_peaks(vectors[0], min_relative_intensity)
-            return {"mz": mz, "intensity": intensity, "expert_weights": expert_weights[0]}
-        mz, intensity = vector_to_peaks(self.predict_features(featurized)[0], min_relative_intensity)
-        return {"mz": mz, "intensity": intensity}
+            extra = {"expert_weights": expert_weights[0]}
+        else:
+            vectors, extra = self.predict_features(featurized), {}
+        mz, intensity = vector_to_peaks(vectors[0], min_relative_intensity)
+        return {"mz": mz, "intensity": intensity, **extra}
 
     def spectrum_metadata(self, molecule: MoleculeInput, info: MoleculeInfo, uncertainty: float | None = None,
                           expert_weights: Sequence[float] | None = None) -> dict:
