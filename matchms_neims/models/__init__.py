@@ -11,7 +11,7 @@ from matchms_neims.models.student import StudentMoE
 #: Model classes a model file may name, by class name. Classes in :data:`LAZY_MODEL_MODULES` join on first use.
 MODEL_CLASSES = {"NeimsMLP": NeimsMLP, "StudentMoE": StudentMoE}
 #: Classes imported only when a model file needs them (torch_geometric adds about a second to start-up).
-LAZY_MODEL_MODULES = {"TeacherGNN": "matchms_neims.models.teacher"}
+LAZY_MODEL_MODULES = {"TeacherGNN": "matchms_neims.models.teacher", "TeacherEnsemble": "matchms_neims.models.ensemble"}
 
 
 def get_model_class(name: str) -> type:
