@@ -86,6 +86,28 @@ def test_only_the_chosen_experts_run_on_their_rows():
     assert len(calls[0][0]) == len(calls[1][0]) == BATCH
 
 
+def test_shared_expert_runs_on_every_row_and_adds_its_residual_update():
+    fingerprint, mass = random_inputs()
+    model = small_model(shared_experts=1).eval()
+    routed_calls = record_expert_inputs(model)
+    shared_calls = []
+    model.shared_experts[0].register_forward_hook(lambda module, args, output: shared_calls.append(args[0]))
+    out = model.forward_with_details(fingerprint, mass)
+    assert len(shared_calls) == 1 and len(shared_calls[0]) == BATCH
+    assert sum(len(c[0]) for c in routed_calls.values() if c) == BATCH * model.top_k  # routing as before
+    with torch.no_grad():
+        features = model.input_projection(model.transform_input(fingerprint))
+        routed = torch.zeros_like(features)
+        for row, (experts, weights) in enumerate(zip(out.selected_experts, out.expert_weights)):
+            for index in experts.tolist():
+                routed[row] += weights[index] * model.experts[index](features[row : row + 1])[0]
+        expected = routed + model.shared_experts[0](features) - features
+    torch.testing.assert_close(out.hidden, model.final_norm(expected))
+    without = small_model(shared_experts=0)
+    assert set(model.state_dict()) - set(without.state_dict()) == {
+        key for key in model.state_dict() if key.startswith("shared_experts.")}
+
+
 def test_bias_changes_selection_only():
     fingerprint, mass = random_inputs()
     model = small_model().eval()

@@ -120,6 +120,10 @@ class StudentMoE(nn.Module):
         Experts run per molecule.
     blocks_per_expert
         Residual blocks per expert.
+    shared_experts
+        Experts that run on every molecule besides the routed ones (DeepSeekMoE's shared experts): their
+        residual updates are added to the routed mixture, so knowledge common to all molecules need not be
+        learnt by each routed expert from its share of the data. 0: none (the design's student).
     gate_hidden
         Hidden layer sizes of the gate MLP (ReLU).
     head_hidden
@@ -137,7 +141,7 @@ class StudentMoE(nn.Module):
     """
 
     def __init__(self, n_bits: int = 4096, n_count_bits: int = 2048, width: int = 512, expert_inner: int = 768,
-                 n_experts: int = 4, top_k: int = 2, blocks_per_expert: int = 6,
+                 n_experts: int = 4, top_k: int = 2, blocks_per_expert: int = 6, shared_experts: int = 0,
                  gate_hidden: tuple[int, ...] = (512, 128), head_hidden: tuple[int, ...] = (2048, 1024),
                  dropout: float = 0.2, count_transform: str = "log1p", bias_update_rate: float = 1e-3,
                  max_mz: int = 500, isotope_margin: int = 5):
@@ -162,6 +166,9 @@ class StudentMoE(nn.Module):
         self.experts = nn.ModuleList(
             nn.Sequential(*[PreNormGeluBlock(width, expert_inner, dropout) for _ in range(blocks_per_expert)])
             for _ in range(n_experts))
+        self.shared_experts = nn.ModuleList(
+            nn.Sequential(*[PreNormGeluBlock(width, expert_inner, dropout) for _ in range(blocks_per_expert)])
+            for _ in range(shared_experts))
         self.final_norm = nn.LayerNorm(width)
         self.head_mlp = _mlp([width, *head_hidden], nn.GELU, dropout=dropout)
         self.head = BidirectionalHead(head_hidden[-1], max_mz=max_mz, isotope_margin=isotope_margin)
@@ -203,7 +210,10 @@ class StudentMoE(nn.Module):
 
     def mix_experts(self, features: torch.Tensor, selected_experts: torch.Tensor,
                     expert_weights: torch.Tensor) -> torch.Tensor:
-        """Weighted sum of the chosen experts' outputs; each expert runs only on the rows that chose it."""
+        """Weighted sum of the chosen experts' outputs, plus the shared experts' residual updates.
+
+        Each routed expert runs only on the rows that chose it; the shared experts run on every row.
+        """
         dtype = torch.promote_types(features.dtype, expert_weights.dtype)
         mixture = features.new_zeros(features.shape, dtype=dtype)
         for index, expert in enumerate(self.experts):
@@ -212,6 +222,8 @@ class StudentMoE(nn.Module):
                 continue
             weight = expert_weights[rows, index].unsqueeze(-1)
             mixture.index_add_(0, rows, (expert(features[rows]) * weight).to(dtype))
+        for shared in self.shared_experts:
+            mixture = mixture + (shared(features) - features).to(dtype)
         return mixture
 
     def forward_with_details(self, fingerprint: torch.Tensor, nominal_mass: torch.Tensor) -> StudentOutput:
