@@ -16,10 +16,12 @@ from matchms_neims.cli import main
 from matchms_neims.featurize import Featurizer
 from matchms_neims.predictor import NeimsPredictor
 from training.config import TrainConfig
+from training.data import CacheMetadata, build_cache
 from training.expert_groups import EXPERT_GROUPS, initialise_gate, molecule_group
 from training.gradnorm import GradNormWeights
 from training.losses import (
     feature_distillation_loss,
+    mass_weighted_mse,
     routing_entropy,
     soft_distillation_loss,
     switch_balance_loss,
@@ -28,6 +30,7 @@ from training.losses import (
 from training.optim import configure_optimization
 from training.schedules import TEMPERATURE_SCHEDULES, temperature_at
 from training.soft_labels import SoftLabels, build_soft_labels
+from training.transfer import TransferDataset, build_transfer_labels
 
 TINY_STUDENT = dict(n_bits=256, n_count_bits=128, width=32, expert_inner=48, n_experts=4, top_k=2,
                     blocks_per_expert=2, gate_hidden=[32, 16], head_hidden=[64], dropout=0.1)
@@ -245,3 +248,62 @@ def test_student_without_teacher_trains_on_experimental_spectra(tiny_student_con
     assert "train_soft_loss" not in caplog.text and "train_hard_loss=" in caplog.text
     loaded = NeimsPredictor(str(tmp_path / "alone" / "model.pt")).loaded
     assert loaded.metadata["teacher"] is None and list(loaded.metadata["loss_weights"]) == ["hard"]
+
+
+# ------------------------------------------------------------------------------------------ transfer set
+
+def test_hard_loss_skips_rows_without_an_experimental_spectrum():
+    predicted, target = _spectra(0), _spectra(1) ** 2
+    has_target = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    torch.testing.assert_close(mass_weighted_mse(predicted, target, 1.0, has_target),
+                               mass_weighted_mse(predicted[:2], target[:2], 1.0))
+    torch.testing.assert_close(mass_weighted_mse(predicted, target, 1.0, torch.ones(4)),
+                               mass_weighted_mse(predicted, target, 1.0))
+
+
+def _transfer_file(tmp_path, config: TrainConfig) -> tuple[Path, str]:
+    """A molecule list: a training molecule of the cache, two new ones (one repeated), a broken line."""
+    metadata = CacheMetadata(build_cache(config.data, progress=False))
+    known = str(metadata.columns["smiles"][metadata.indices("test")[0]])
+    path = tmp_path / "transfer.smi"
+    path.write_text(f"{known}\tknown\nCCCCCCCCCCO\tdecanol\nnot_a_smiles\tbroken\nOCCCCCCCCCC\tdecanol again\n"
+                    "c1ccc2ccccc2c1\tnaphthalene\n")
+    return path, known
+
+
+def test_transfer_labels_leave_out_cache_molecules_and_are_reused(tiny_student_config, tmp_path):
+    config = TrainConfig.from_yaml(tiny_student_config)
+    assert build_transfer_labels(config, progress=False) is None  # no transfer molecules: none
+    path, known = _transfer_file(tmp_path, config)
+    config.distill.transfer_molecules = [str(path)]
+    config.distill.transfer_mc_samples = 3
+    labels = build_transfer_labels(config, progress=False)
+    with h5py.File(labels, "r") as handle:
+        smiles = [value.decode() for value in handle["smiles"][:]]
+        mean, std = handle["mean"][:], handle["std"][:]
+        assert handle.attrs["mc_samples"] == 3 and handle["embedding"].shape == (2, 24)
+    assert smiles == ["CCCCCCCCCCO", "c1ccc2ccccc2c1"]  # the held-out molecule, the repeat and the broken line left out
+    assert np.allclose(mean.max(axis=1), 1.0) and (std >= 0).all() and std.max() > 0
+    modified = labels.stat().st_mtime_ns
+    assert build_transfer_labels(config, progress=False) == labels and labels.stat().st_mtime_ns == modified
+
+    dataset = TransferDataset(labels, Featurizer(**config.featurizer.__dict__))
+    item = dataset[1]
+    assert len(dataset) == 2 and item["has_target"] == 0 and item["has_teacher"] == 1 and item["index"] == -1
+    assert item["features"].shape == (256 + 128,) and int(item["nominal_mass"]) == 128
+    assert torch.equal(item["teacher_mean"], torch.from_numpy(mean[1])) and item["target"].abs().sum() == 0
+
+    config.distill.max_transfer_molecules = 1
+    assert build_transfer_labels(config, progress=False) != labels  # other settings: other labels
+
+
+def test_distil_with_a_transfer_set_end_to_end(tiny_student_config, tmp_path, caplog):
+    config = TrainConfig.from_yaml(tiny_student_config)
+    path, _ = _transfer_file(tmp_path, config)
+    with caplog.at_level("INFO"):
+        assert main(["train", "student", "--config", str(tiny_student_config), "--max-epochs", "1",
+                     "--set", f"distill.transfer_molecules=[{path}]", "--set", "distill.transfer_mc_samples=2",
+                     "--output-dir", str(tmp_path / "transfer"), "--no-progress"]) == 0
+    assert "transfer set: 2 molecules labelled by the teacher join the training split" in caplog.text
+    loaded = NeimsPredictor(str(tmp_path / "transfer" / "model.pt")).loaded
+    assert loaded.metadata["transfer_molecules"] == 2

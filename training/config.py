@@ -114,6 +114,11 @@ class DistillConfig:
     entropy_weight: float = 0.001  # routing entropy regularisation (minimised: confident per-molecule routing)
     gate_init_steps: int = 300  # steps fitting the gate to the aromatic/aliphatic/heterocyclic/general groups
     usage_bounds: tuple[float, float] = (0.10, 0.50)  # expert usage outside these fractions is reported as collapse
+    # transfer set: molecule files (.smi/.csv/.sdf) without spectra, labelled by the teacher and trained on with the
+    # soft and feature losses only; molecules of the spectra cache (any split) are left out
+    transfer_molecules: list = field(default_factory=list)
+    max_transfer_molecules: int = 0  # use only the first N new molecules of the files (0: all)
+    transfer_mc_samples: int = 10  # MC-dropout samples of the teacher per transfer molecule
 
 
 @dataclass

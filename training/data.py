@@ -20,7 +20,7 @@ import lightning as L
 import numpy as np
 import torch
 from rdkit.Chem.Scaffolds import MurckoScaffold
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from matchms_neims.chemistry import MoleculeError, describe, inchikey_block, parse_smiles
@@ -353,6 +353,7 @@ class LazyMassSpecDataset(Dataset):
         }
         if self.soft_labels is not None:
             item.update(self._teacher_item(None if relabelled else self.soft_labels.get(row), len(target)))
+            item["has_target"] = torch.tensor(1.0)
         return item
 
     def _teacher_item(self, label, n_bins: int) -> dict:
@@ -386,12 +387,14 @@ class SampleCollator:
 class SpectraDataModule(L.LightningDataModule):
     """Lightning DataModule over the cache (train/val/test splits by molecule)."""
 
-    def __init__(self, config: DataConfig, featurizer: Featurizer, augmenter=None, soft_labels=None):
+    def __init__(self, config: DataConfig, featurizer: Featurizer, augmenter=None, soft_labels=None,
+                 transfer: Dataset | None = None):
         super().__init__()
         self.config = config
         self.featurizer = featurizer
         self.augmenter = augmenter
         self.soft_labels = soft_labels  # training split only
+        self.transfer = transfer  # molecules with teacher labels only, appended to the training split
         self.datasets: dict[str, LazyMassSpecDataset] = {}
         self.metadata: CacheMetadata | None = None
 
@@ -408,7 +411,10 @@ class SpectraDataModule(L.LightningDataModule):
                                                        self.soft_labels if train else None)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        return DataLoader(self.datasets[split], batch_size=self.config.batch_size, shuffle=shuffle,
+        dataset = self.datasets[split]
+        if split == "train" and self.transfer is not None:
+            dataset = ConcatDataset([dataset, self.transfer])
+        return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=shuffle,
                           num_workers=self.config.num_workers, persistent_workers=self.config.num_workers > 0,
                           collate_fn=SampleCollator(self.featurizer.kind))
 

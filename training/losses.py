@@ -12,7 +12,8 @@ def mass_weights(n_bins: int, mass_power: float, device=None) -> torch.Tensor:
     return weights / weights.mean()
 
 
-def mass_weighted_mse(predicted_sqrt: torch.Tensor, target: torch.Tensor, mass_power: float = 1.0) -> torch.Tensor:
+def mass_weighted_mse(predicted_sqrt: torch.Tensor, target: torch.Tensor, mass_power: float = 1.0,
+                      sample_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared error in sqrt-intensity space with heavier weight on high m/z bins.
 
     Parameters
@@ -24,9 +25,12 @@ def mass_weighted_mse(predicted_sqrt: torch.Tensor, target: torch.Tensor, mass_p
     mass_power
         Exponent of the m/z weighting (0: plain MSE). Fragments at high m/z are rarer and carry
         more structural information, as in NEIMS' weighted cosine.
+    sample_weight
+        Optional ``(batch,)`` weight per row (0 for rows without an experimental spectrum).
     """
     weights = mass_weights(target.shape[-1], mass_power, target.device)
-    return (weights * (predicted_sqrt - torch.sqrt(target.clamp_min(0))) ** 2).mean()
+    per_row = (weights * (predicted_sqrt - torch.sqrt(target.clamp_min(0))) ** 2).mean(dim=-1)
+    return per_row.mean() if sample_weight is None else _weighted_mean(per_row, sample_weight)
 
 
 def batch_cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

@@ -43,6 +43,69 @@ def _is_current(path: Path, expected: dict) -> bool:
         return False
 
 
+def load_teacher(path: str | os.PathLike, max_mz: int):
+    """Load a teacher model file and check it has MC-dropout uncertainty and predicts m/z 0..``max_mz``."""
+    loaded = load_model(path)
+    if not hasattr(loaded.model, "predict_with_uncertainty"):
+        raise ValueError(f"{path} ({loaded.model_class}) has no MC-dropout uncertainty; it cannot be a teacher")
+    if loaded.model.max_mz != max_mz:
+        raise ValueError(f"teacher predicts m/z 0..{loaded.model.max_mz}, the data has 0..{max_mz}")
+    return loaded
+
+
+def teacher_labels(loaded, smiles_list: list[str], mc_samples: int, seed: int, batch_size: int = 128,
+                   progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The teacher's MC-dropout mean and std (sqrt intensities, base peak 1) and embedding per structure.
+
+    Parameters
+    ----------
+    loaded
+        The teacher (:func:`load_teacher`).
+    smiles_list
+        Structures to label; one that cannot be featurised is logged and gets ``valid`` False.
+    mc_samples, seed
+        MC-dropout samples per structure; batch ``start`` is sampled with seed ``seed + start``.
+
+    Returns
+    -------
+    mean, std, embedding, valid
+        ``(n, max_mz + 1)`` float32 mean scaled to base peak 1 and std scaled alike, ``(n, embedding)``
+        float32 ``ecfp_embedding`` and the ``(n,)`` bool mask of labelled structures.
+    """
+    mean = np.zeros((len(smiles_list), loaded.model.max_mz + 1), dtype=np.float32)
+    std = np.zeros_like(mean)
+    embedding: np.ndarray | None = None
+    valid = np.zeros(len(smiles_list), dtype=bool)
+    with tqdm(total=len(smiles_list), desc="teacher soft labels", unit="molecules", disable=not progress) as bar:
+        for start in range(0, len(smiles_list), batch_size):
+            featurized, kept = [], []
+            for index in range(start, min(start + batch_size, len(smiles_list))):
+                try:
+                    featurized.append(loaded.featurizer(smiles_list[index], record=smiles_list[index]))
+                    kept.append(index)
+                except Exception as error:  # noqa: BLE001 - report and skip the molecule, keep the batch
+                    logger.warning("no teacher label for %s: %s", smiles_list[index], error)
+            if kept:
+                inputs = loaded.featurizer.collate([item.features for item in featurized])
+                mass = torch.tensor([item.info.nominal_mass for item in featurized])
+                with torch.no_grad():
+                    mc_mean, mc_std = loaded.model.predict_with_uncertainty(*inputs, mass, n_samples=mc_samples,
+                                                                            seed=seed + start)
+                    features = loaded.model.forward_with_details(*inputs, mass).ecfp_embedding
+                mc_mean, mc_std = mc_mean.clamp_min(0).numpy(), mc_std.numpy()
+                scale = 1.0 / np.maximum(mc_mean.max(axis=1, keepdims=True), 1e-12)
+                if embedding is None:
+                    embedding = np.zeros((len(smiles_list), features.shape[1]), dtype=np.float32)
+                mean[kept] = normalize_base_peak(mc_mean)
+                std[kept] = mc_std * scale
+                embedding[kept] = features.numpy()
+                valid[kept] = True
+            bar.update(min(batch_size, len(smiles_list) - start))
+    if embedding is None:
+        raise ValueError("the teacher could not label any of the molecules")
+    return mean, std, embedding, valid
+
+
 def build_soft_labels(config: TrainConfig, split: str = "train", batch_size: int = 128, progress: bool = True,
                       force: bool = False) -> Path:
     """Compute (or reuse) the teacher's soft labels for every spectrum row of ``split``.
@@ -71,52 +134,19 @@ def build_soft_labels(config: TrainConfig, split: str = "train", batch_size: int
         logger.info("reusing teacher soft labels %s", path)
         return path
 
-    loaded = load_model(teacher_path)
-    if not hasattr(loaded.model, "predict_with_uncertainty"):
-        raise ValueError(f"{teacher_path} ({loaded.model_class}) has no MC-dropout uncertainty; it cannot be a teacher")
-    if loaded.model.max_mz != config.data.max_mz:
-        raise ValueError(f"teacher predicts m/z 0..{loaded.model.max_mz}, the data has 0..{config.data.max_mz}")
+    loaded = load_teacher(teacher_path, config.data.max_mz)
     metadata = CacheMetadata(cache)
     rows = metadata.indices(split)
     structures: dict[str, list[int]] = {}
     for position, row in enumerate(rows):
         structures.setdefault(str(metadata.columns["smiles"][row]), []).append(position)
-    n_bins = config.data.max_mz + 1
-    mean = np.zeros((len(rows), n_bins), dtype=np.float32)
-    std = np.zeros_like(mean)
-    embedding: np.ndarray | None = None
-    valid = np.zeros(len(rows), dtype=bool)
     smiles_list = list(structures)
-    with tqdm(total=len(smiles_list), desc="teacher soft labels", unit="molecules", disable=not progress) as bar:
-        for start in range(0, len(smiles_list), batch_size):
-            chunk = smiles_list[start : start + batch_size]
-            featurized, kept = [], []
-            for smiles in chunk:
-                try:
-                    featurized.append(loaded.featurizer(smiles, record=smiles))
-                    kept.append(smiles)
-                except Exception as error:  # noqa: BLE001 - report and skip the molecule, keep the batch
-                    logger.warning("no teacher label for %s: %s", smiles, error)
-            if kept:
-                inputs = loaded.featurizer.collate([item.features for item in featurized])
-                mass = torch.tensor([item.info.nominal_mass for item in featurized])
-                with torch.no_grad():
-                    mc_mean, mc_std = loaded.model.predict_with_uncertainty(
-                        *inputs, mass, n_samples=config.distill.mc_samples, seed=config.trainer.seed + start)
-                    features = loaded.model.forward_with_details(*inputs, mass).ecfp_embedding
-                mc_mean, mc_std = mc_mean.clamp_min(0).numpy(), mc_std.numpy()
-                scale = 1.0 / np.maximum(mc_mean.max(axis=1, keepdims=True), 1e-12)
-                if embedding is None:
-                    embedding = np.zeros((len(rows), features.shape[1]), dtype=np.float32)
-                for i, smiles in enumerate(kept):
-                    positions = structures[smiles]
-                    mean[positions] = normalize_base_peak(mc_mean[i : i + 1])[0]
-                    std[positions] = mc_std[i] * scale[i]
-                    embedding[positions] = features[i].numpy()
-                    valid[positions] = True
-            bar.update(len(chunk))
-    if embedding is None:
-        raise ValueError(f"the teacher could not label any molecule of the {split} split")
+    labels = teacher_labels(loaded, smiles_list, config.distill.mc_samples, config.trainer.seed, batch_size, progress)
+    positions = np.concatenate([structures[smiles] for smiles in smiles_list])
+    order = np.repeat(np.arange(len(smiles_list)), [len(structures[smiles]) for smiles in smiles_list])
+    mean, std, embedding, valid = (np.empty((len(rows), *values.shape[1:]), dtype=values.dtype) for values in labels)
+    for target, values in zip((mean, std, embedding, valid), labels):
+        target[positions] = values[order]
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as handle:
             handle.create_dataset("rows", data=rows.astype(np.int64))

@@ -10,6 +10,9 @@ Loss per training step::
 * feature: MSE between a learnt projection of the student's ``hidden`` features and the teacher's
   ``ecfp_embedding``.
 
+With ``distill.transfer_molecules`` (:mod:`training.transfer`), molecules without spectra labelled by the
+teacher join the training split; they count in the soft and feature losses, not in the hard loss.
+
 Each of the three is divided by its value at the first training step (kept in the checkpoint), so
 alpha/beta/gamma are relative shares rather than compensations for the losses' different units. They
 stay fixed for ``weight_warmup_epochs`` and are then adapted by GradNorm (on the ``hidden`` features,
@@ -47,6 +50,7 @@ from training.optim import module_optimization
 from training.runner import export, fit, prepare, resume_checkpoint
 from training.schedules import temperature_at
 from training.soft_labels import SoftLabels, build_soft_labels
+from training.transfer import TransferDataset, build_transfer_labels
 from training.validation import LibraryValidationMixin, ValidationRecall
 
 logger = logging.getLogger(__name__)
@@ -97,7 +101,8 @@ class StudentModule(LibraryValidationMixin, L.LightningModule):
 
     def _losses(self, batch: dict, output) -> dict[str, torch.Tensor]:
         distill = self.config.distill
-        losses = {"hard": mass_weighted_mse(output.spectrum, batch["target"], self.config.optim.mass_power)}
+        losses = {"hard": mass_weighted_mse(output.spectrum, batch["target"], self.config.optim.mass_power,
+                                            batch.get("has_target"))}
         if "soft" in self.loss_names:
             std = batch["teacher_std"] if distill.uncertainty_weighting else None
             losses["soft"] = soft_distillation_loss(output.spectrum, batch["teacher_mean"], self.temperature(), std,
@@ -194,13 +199,17 @@ def train_student(config: TrainConfig, resume: bool = False, progress: bool = Tr
     featurizer = make_featurizer(config)
     if featurizer.kind != "student_fingerprint":
         raise ValueError(f"the student reads featurizer.kind student_fingerprint, got {featurizer.kind!r}")
-    soft_labels = None
+    soft_labels, transfer = None, None
     feature_size = 512
     if uses_teacher(config):
         soft_labels = SoftLabels(build_soft_labels(config, progress=progress), config.distill.soft_lds_sigma)
         feature_size = soft_labels.embedding_size
+        transfer_path = build_transfer_labels(config, progress=progress)
+        if transfer_path is not None:
+            transfer = TransferDataset(transfer_path, featurizer, config.distill.soft_lds_sigma)
+            logger.info("transfer set: %d molecules labelled by the teacher join the training split", len(transfer))
     augmenter = SpectrumAugmenter.from_config(config.augment)
-    datamodule = SpectraDataModule(config.data, featurizer, augmenter, soft_labels)
+    datamodule = SpectraDataModule(config.data, featurizer, augmenter, soft_labels, transfer)
     module = StudentModule(config.to_dict(), feature_size)
     resuming = resume_checkpoint(config, resume) is not None
     if config.distill.gate_init_steps > 0 and module.model.n_experts > 1 and not resuming:
@@ -209,4 +218,5 @@ def train_student(config: TrainConfig, resume: bool = False, progress: bool = Tr
     return export(config, best.model, featurizer, {
         "best_epoch_checkpoint": Path(best_path).name, config.optim.monitor: best_score,
         "teacher": config.distill.teacher if uses_teacher(config) else None,
+        "transfer_molecules": len(transfer) if transfer is not None else 0,
         "loss_weights": dict(zip(best.loss_names, best.gradnorm.weights.tolist()))})

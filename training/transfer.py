@@ -1,0 +1,196 @@
+"""The distillation transfer set: molecules without spectra that the student learns from the teacher alone.
+
+The teacher's knowledge is not limited to the ~6,000 molecules with experimental spectra: it predicts
+any molecule. ``distill.transfer_molecules`` (e.g. the NIST 17 molecule list) adds molecules labelled by
+the teacher only (MC-dropout mean, std and embedding), trained on with the soft and feature losses; the
+hard loss ignores them. Every molecule of the spectra cache is left out, by InChIKey first block: those of
+the validation and test splits so that no held-out structure is seen, those of the training split
+because they are labelled already.
+
+The labels are computed once into ``<cache stem>.transfer-<sha12>.h5`` beside the spectra cache, named
+after the teacher, the molecule files, the cache and the settings, and rebuilt when any of them changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from rdkit import Chem
+from torch.utils.data import Dataset
+
+from matchms_neims.chemistry import MoleculeError, inchikey_block, parse_smiles
+from matchms_neims.featurize import Featurizer
+from matchms_neims.library import read_molecules
+from matchms_neims.utils import atomic_path
+from training.augment import smooth_spectra
+from training.config import TrainConfig
+from training.data import CacheMetadata, build_cache, file_sha256
+from training.soft_labels import LABEL_FORMAT, _is_current, load_teacher, teacher_labels
+
+logger = logging.getLogger(__name__)
+
+
+def transfer_smiles(files: list[str], exclude_keys: set[str], max_molecules: int = 0) -> list[str]:
+    """Canonical SMILES of the new molecules of ``files``, in file order, without duplicates.
+
+    Parameters
+    ----------
+    files
+        Molecule files (see :func:`matchms_neims.library.read_molecules`).
+    exclude_keys
+        InChIKey first blocks to leave out (the molecules of the spectra cache).
+    max_molecules
+        Stop after this many molecules (0: all).
+    """
+    smiles, seen = [], set(exclude_keys)
+    skipped = {"unreadable": 0, "known": 0}
+    for file in files:
+        for molecule in read_molecules(file):
+            try:
+                mol = parse_smiles(molecule.smiles, molecule.record)
+                key = inchikey_block(Chem.MolToInchiKey(mol))
+            except (MoleculeError, ValueError) as error:
+                logger.debug("transfer set: %s", error)
+                skipped["unreadable"] += 1
+                continue
+            if not key or key in seen:
+                skipped["known"] += 1
+                continue
+            seen.add(key)
+            smiles.append(Chem.MolToSmiles(mol))
+            if max_molecules and len(smiles) >= max_molecules:
+                break
+        if max_molecules and len(smiles) >= max_molecules:
+            break
+    logger.info("transfer set: %d new molecules from %s (%d unreadable, %d in the spectra cache or repeated)",
+                len(smiles), ", ".join(files), skipped["unreadable"], skipped["known"])
+    return smiles
+
+
+def build_transfer_labels(config: TrainConfig, batch_size: int = 128, progress: bool = True,
+                          force: bool = False) -> Path | None:
+    """Compute (or reuse) the teacher's labels for the transfer molecules; ``None`` when there are none.
+
+    Returns
+    -------
+    Path or None
+        HDF5 file with ``smiles`` (utf-8), ``mean`` and ``std`` (``(n, max_mz + 1)``, sqrt intensities,
+        base peak 1) and ``embedding`` of the labelled molecules only.
+    """
+    distill = config.distill
+    files = [str(file) for file in distill.transfer_molecules if file]
+    if not files:
+        return None
+    teacher_path = Path(distill.teacher)
+    for file in (teacher_path, *map(Path, files)):
+        if not file.is_file():
+            raise FileNotFoundError(f"distillation transfer set: {file} does not exist")
+    cache = build_cache(config.data, progress=progress)
+    with h5py.File(cache, "r") as handle:
+        cache_fingerprint = str(handle.attrs["fingerprint"])
+    expected = {"format": LABEL_FORMAT, "teacher_sha256": file_sha256(teacher_path),
+                "molecule_files_sha256": ",".join(file_sha256(file) for file in files),
+                "cache_fingerprint": cache_fingerprint, "mc_samples": distill.transfer_mc_samples,
+                "max_molecules": distill.max_transfer_molecules, "seed": config.trainer.seed}
+    digest = hashlib.sha256(repr(sorted(expected.items())).encode()).hexdigest()
+    cache_path = Path(config.data.cache)
+    path = cache_path.with_name(f"{cache_path.stem}.transfer-{digest[:12]}.h5")
+    if not force and _is_current(path, expected):
+        logger.info("reusing transfer-set labels %s", path)
+        return path
+
+    metadata = CacheMetadata(cache)
+    smiles = transfer_smiles(files, set(map(str, metadata.columns["molecule_key"])), distill.max_transfer_molecules)
+    if not smiles:
+        raise ValueError(f"distillation transfer set: no new molecules in {', '.join(files)}")
+    loaded = load_teacher(teacher_path, config.data.max_mz)
+    mean, std, embedding, valid = teacher_labels(loaded, smiles, distill.transfer_mc_samples, config.trainer.seed,
+                                                 batch_size, progress)
+    keep = np.flatnonzero(valid)
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as handle:
+            handle.create_dataset("smiles", data=np.array([smiles[i] for i in keep], dtype=object),
+                                  dtype=h5py.string_dtype("utf-8"))
+            for name, values in (("mean", mean), ("std", std), ("embedding", embedding)):
+                handle.create_dataset(name, data=values[keep], compression="gzip",
+                                      chunks=(min(64, max(len(keep), 1)), values.shape[1]))
+            for key, value in expected.items():
+                handle.attrs[key] = value
+    logger.info("transfer-set labels for %d molecules (%d skipped) written to %s", len(keep),
+                len(smiles) - len(keep), path)
+    return path
+
+
+class TransferDataset(Dataset):
+    """Transfer molecules as training items: student features, teacher labels, no experimental spectrum.
+
+    Items have the keys of :class:`training.data.LazyMassSpecDataset` items with soft labels, with an
+    all-zero ``target``, ``index`` -1 and ``has_target`` 0 (the hard loss skips them). A molecule the
+    student's featurizer rejects (e.g. M+ above ``max_mz``) is dropped when the dataset is built.
+
+    Parameters
+    ----------
+    path
+        File written by :func:`build_transfer_labels`.
+    featurizer
+        The student's featurizer.
+    lds_sigma
+        Gaussian label distribution smoothing of the teacher means (m/z; 0: off), as for the soft labels.
+    """
+
+    def __init__(self, path: str | os.PathLike, featurizer: Featurizer, lds_sigma: float = 0.0):
+        self.path = Path(path)
+        self.featurizer = featurizer
+        self.lds_sigma = lds_sigma
+        with h5py.File(self.path, "r") as handle:
+            smiles = [value.decode() if isinstance(value, bytes) else str(value) for value in handle["smiles"][:]]
+            self.n_bins = handle["mean"].shape[1]
+            self.embedding_size = handle["embedding"].shape[1]
+        self.positions, self.smiles, features, masses = [], [], [], []
+        for position, item in enumerate(smiles):
+            try:
+                featurized = featurizer(item, record=f"transfer molecule {position}")
+            except MoleculeError as error:
+                logger.debug("transfer set: %s", error)
+                continue
+            self.positions.append(position)
+            self.smiles.append(item)
+            features.append(np.minimum(featurized.features, 255).astype(np.uint8))
+            masses.append(featurized.info.nominal_mass)
+        self._features = np.stack(features) if features else np.zeros((0, 0), dtype=np.uint8)
+        self._masses = np.asarray(masses, dtype=np.int64)
+        self._handle: h5py.File | None = None
+        if len(self.positions) < len(smiles):
+            logger.info("transfer set: %d of %d molecules rejected by the student's featurizer",
+                        len(smiles) - len(self.positions), len(smiles))
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_handle"] = None  # each DataLoader worker opens its own handle
+        return state
+
+    def __getitem__(self, item: int) -> dict:
+        if self._handle is None:
+            self._handle = h5py.File(self.path, "r")
+        position = self.positions[item]
+        return {
+            "features": torch.from_numpy(self._features[item].astype(np.float32)),
+            "target": torch.zeros(self.n_bins),
+            "nominal_mass": torch.tensor(int(self._masses[item])),
+            "index": torch.tensor(-1),
+            "teacher_mean": torch.from_numpy(smooth_spectra(self._handle["mean"][position], self.lds_sigma)
+                                             .astype(np.float32)),
+            "teacher_std": torch.from_numpy(self._handle["std"][position].astype(np.float32)),
+            "teacher_embedding": torch.from_numpy(self._handle["embedding"][position].astype(np.float32)),
+            "has_teacher": torch.tensor(1.0),
+            "has_target": torch.tensor(0.0),
+        }
