@@ -35,7 +35,8 @@ def soft_label_path(config: TrainConfig, teacher_sha256: str) -> Path:
     return cache.with_name(f"{cache.stem}.teacher-{teacher_sha256[:12]}.h5")
 
 
-def _is_current(path: Path, expected: dict) -> bool:
+def labels_are_current(path: Path, expected: dict) -> bool:
+    """Whether ``path`` is a readable label file whose attributes hold the ``expected`` values."""
     try:
         with h5py.File(path, "r") as handle:
             return all(handle.attrs.get(key) == value for key, value in expected.items())
@@ -130,7 +131,7 @@ def build_soft_labels(config: TrainConfig, split: str = "train", batch_size: int
     expected = {"format": LABEL_FORMAT, "teacher_sha256": teacher_sha, "cache_fingerprint": cache_fingerprint,
                 "mc_samples": config.distill.mc_samples, "split": split, "seed": config.trainer.seed}
     path = soft_label_path(config, teacher_sha)
-    if not force and _is_current(path, expected):
+    if not force and labels_are_current(path, expected):
         logger.info("reusing teacher soft labels %s", path)
         return path
 

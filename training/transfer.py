@@ -31,7 +31,7 @@ from matchms_neims.utils import atomic_path
 from training.augment import smooth_spectra
 from training.config import TrainConfig
 from training.data import CacheMetadata, build_cache, file_sha256
-from training.soft_labels import LABEL_FORMAT, _is_current, load_teacher, teacher_labels
+from training.soft_labels import LABEL_FORMAT, labels_are_current, load_teacher, teacher_labels
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def build_transfer_labels(config: TrainConfig, batch_size: int = 128, progress: 
     digest = hashlib.sha256(repr(sorted(expected.items())).encode()).hexdigest()
     cache_path = Path(config.data.cache)
     path = cache_path.with_name(f"{cache_path.stem}.transfer-{digest[:12]}.h5")
-    if not force and _is_current(path, expected):
+    if not force and labels_are_current(path, expected):
         logger.info("reusing transfer-set labels %s", path)
         return path
 
