@@ -53,6 +53,31 @@ def _run_predict(args) -> int:
     return 0
 
 
+def _add_export(subparsers) -> None:
+    parser = subparsers.add_parser("export", help="export a fingerprint model to ONNX or TorchScript",
+                                   description="Model file -> ONNX (onnxruntime) or TorchScript, checked against "
+                                               "PyTorch on reference molecules before it is written.")
+    parser.add_argument("-o", "--output", required=True, help="file to write (.onnx, or .pt for TorchScript)")
+    parser.add_argument("--format", choices=("onnx", "torchscript"), default=None,
+                        help="export format (default: onnx for a .onnx output, else torchscript)")
+    parser.add_argument("--model", default=None, help="model file (default: the bundled model)")
+    parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17, at least 14)")
+    parser.add_argument("--tolerance", type=float, default=1e-4,
+                        help="largest allowed difference to PyTorch's outputs (default 1e-4)")
+    parser.set_defaults(handler=_run_export)
+
+
+def _run_export(args) -> int:
+    from matchms_neims.export import export_model
+
+    file_format = args.format or ("onnx" if args.output.lower().endswith(".onnx") else "torchscript")
+    result = export_model(args.output, file_format, args.model, opset=args.opset, tolerance=args.tolerance)
+    differences = ", ".join(f"{name} {value:.2g}" for name, value in result["max_abs_difference"].items())
+    print(f"{file_format} model written to {result['path']} (outputs {', '.join(result['outputs'])}; "
+          f"largest difference to PyTorch: {differences})")
+    return 0
+
+
 def _add_search(subparsers) -> None:
     parser = subparsers.add_parser("search", help="search query spectra against a spectral library",
                                    description="Query MSP/MGF vs library MSP/MGF -> top-k hits per query (TSV).")
@@ -88,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_predict(subparsers)
     _add_search(subparsers)
+    _add_export(subparsers)
     for entry_point in entry_points(group="matchms_neims.commands"):
         try:
             entry_point.load()(subparsers)
@@ -105,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("lightning.pytorch").propagate = False  # Lightning prints through its own handler
     try:
         return int(args.handler(args) or 0)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, ImportError) as error:
         logger.error("%s", error)
         return 2
 

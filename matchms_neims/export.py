@@ -1,0 +1,199 @@
+"""Export fingerprint models (NEIMS baseline, student) to ONNX or TorchScript for deployment without this package.
+
+The exported graph takes the model's fingerprint ``(batch, n_features)`` float32 and the nominal
+molecular mass ``(batch,)`` int64, and returns the predicted spectrum ``(batch, max_mz + 1)`` in
+sqrt-intensity space (square it for relative intensities; base peak not yet scaled to 1), plus the
+``(batch, n_experts)`` expert weights for the mixture-of-experts student. The batch axis is dynamic.
+The featurizer settings (to compute the fingerprint the same way) and the model's metadata travel
+inside the file: ONNX ``metadata_props`` and a TorchScript extra file, both named ``matchms_neims``
+(JSON).
+
+Every export is checked: the exported model runs on fingerprints of reference molecules, at batch
+sizes 1 and several, and must give the PyTorch model's outputs to ``tolerance``, or the file is not
+written. Graph models (the teacher) read PyTorch Geometric batches and are not exportable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from matchms_neims.checkpoint import LoadedModel, load_model
+from matchms_neims.chemistry import MoleculeError
+from matchms_neims.predictor import bundled_model_path
+from matchms_neims.utils import atomic_path
+
+logger = logging.getLogger(__name__)
+
+EXPORT_FORMATS = ("onnx", "torchscript")
+METADATA_KEY = "matchms_neims"
+#: Molecules whose fingerprints check an export (small to large, aromatic, aliphatic, heteroatoms).
+REFERENCE_SMILES = ("CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "CN1C=NC2=C1C(=O)N(C(=O)N2C)C",
+                    "CCCCCCCCCCCCCCCC(=O)OC", "Clc1ccc(cc1)C(c1ccc(Cl)cc1)C(Cl)(Cl)Cl", "OC1CCCCC1",
+                    "CC(C)Cc1ccc(cc1)C(C)C(=O)O")
+
+
+class ExportableModel(nn.Module):
+    """The model's tensor-in, tensor-out forward: ``(fingerprint, nominal_mass) -> spectrum[, expert_weights]``."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.has_expert_weights = hasattr(model, "n_experts") and hasattr(model, "forward_with_details")
+
+    def forward(self, fingerprint: torch.Tensor, nominal_mass: torch.Tensor):
+        if self.has_expert_weights:
+            output = self.model.forward_with_details(fingerprint, nominal_mass)
+            return output.spectrum, output.expert_weights
+        return self.model(fingerprint, nominal_mass)
+
+
+def output_names(loaded: LoadedModel) -> list[str]:
+    """Names of the exported model's outputs."""
+    return ["spectrum", "expert_weights"] if ExportableModel(loaded.model).has_expert_weights else ["spectrum"]
+
+
+def reference_inputs(loaded: LoadedModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fingerprints and nominal masses of :data:`REFERENCE_SMILES` from the model's own featurizer.
+
+    Molecules the featurizer rejects (e.g. heavier than the model's m/z range) are left out.
+    """
+    featurized = []
+    for smiles in REFERENCE_SMILES:
+        try:
+            featurized.append(loaded.featurizer(smiles, record=f"reference molecule {smiles}"))
+        except MoleculeError:
+            continue
+    if len(featurized) < 4:
+        raise ValueError(f"only {len(featurized)} reference molecules fit the featurizer; cannot check an export")
+    fingerprint = torch.from_numpy(np.stack([item.features for item in featurized]).astype(np.float32))
+    return fingerprint, torch.tensor([item.info.nominal_mass for item in featurized], dtype=torch.int64)
+
+
+def _embedded_metadata(loaded: LoadedModel, file_format: str) -> str:
+    return json.dumps({"format": file_format, "model_class": loaded.model_class,
+                       "featurizer": loaded.featurizer.to_config(), "outputs": output_names(loaded),
+                       "output_space": "sqrt_intensity", "metadata": loaded.metadata}, default=str)
+
+
+def _export_onnx(module: ExportableModel, example: tuple, path: Path, names: list[str], metadata: str,
+                 opset: int) -> None:
+    try:
+        import onnx
+    except ImportError as error:
+        raise ImportError("ONNX export needs the onnx package: pip install 'matchms-neims[onnx]'") from error
+    batch_axis = {0: "batch"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about data-dependent routing, checked below
+        torch.onnx.export(module, example, str(path), input_names=["fingerprint", "nominal_mass"], output_names=names,
+                          dynamic_axes={name: batch_axis for name in ["fingerprint", "nominal_mass", *names]},
+                          opset_version=opset, dynamo=False)
+    model = onnx.load(str(path))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, metadata
+    onnx.save(model, str(path))
+
+
+def _export_torchscript(module: ExportableModel, example: tuple, path: Path, metadata: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about data-dependent routing, checked below
+        traced = torch.jit.trace(module, example, check_trace=False)
+    torch.jit.save(traced, str(path), _extra_files={METADATA_KEY: metadata})
+
+
+def run_exported(path: str | os.PathLike, file_format: str, fingerprint: np.ndarray, nominal_mass: np.ndarray
+                 ) -> list[np.ndarray]:
+    """Run an exported file (onnxruntime for ONNX, ``torch.jit.load`` for TorchScript) and return its outputs."""
+    if file_format == "onnx":
+        try:
+            import onnxruntime
+        except ImportError as error:
+            raise ImportError("running ONNX models needs onnxruntime: pip install 'matchms-neims[onnx]'") from error
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {"fingerprint": fingerprint.astype(np.float32),
+                                  "nominal_mass": nominal_mass.astype(np.int64)})
+    module = torch.jit.load(str(path))
+    with torch.no_grad():
+        outputs = module(torch.from_numpy(fingerprint.astype(np.float32)),
+                         torch.from_numpy(nominal_mass.astype(np.int64)))
+    return [output.numpy() for output in (outputs if isinstance(outputs, tuple) else (outputs,))]
+
+
+def export_model(output: str | os.PathLike, file_format: str, model_path: str | os.PathLike | None = None,
+                 opset: int = 17, tolerance: float = 1e-4) -> dict:
+    """Export a model file to ONNX or TorchScript, check it against PyTorch, and write it atomically.
+
+    Parameters
+    ----------
+    output
+        File to write (``.onnx`` or ``.pt``/``.ts``).
+    file_format
+        ``"onnx"`` or ``"torchscript"``.
+    model_path
+        matchms-neims model file (default: the bundled model).
+    opset
+        ONNX opset (at least 14).
+    tolerance
+        Largest absolute difference to PyTorch's outputs allowed on the reference molecules.
+
+    Returns
+    -------
+    dict
+        ``path``, ``format``, ``outputs`` and ``max_abs_difference`` (per output, over the checks).
+
+    Raises
+    ------
+    ValueError
+        Unknown format, opset below 14, a graph model, or an export that differs from PyTorch.
+    """
+    if file_format not in EXPORT_FORMATS:
+        raise ValueError(f"unknown export format {file_format!r}; expected one of {EXPORT_FORMATS}")
+    if file_format == "onnx" and opset < 14:
+        raise ValueError(f"ONNX opset {opset} is too old; use 14 or newer")
+    model_path = Path(model_path) if model_path else bundled_model_path()
+    loaded = load_model(model_path)
+    if loaded.featurizer.kind.startswith("graph"):
+        raise ValueError(f"{model_path}: {loaded.model_class} reads molecular graphs (PyTorch Geometric batches); "
+                         "only fingerprint models (NeimsMLP, StudentMoE) can be exported")
+    module = ExportableModel(loaded.model).eval()
+    fingerprint, mass = reference_inputs(loaded)
+    names = output_names(loaded)
+    metadata = _embedded_metadata(loaded, file_format)
+    differences = dict.fromkeys(names, 0.0)
+    with atomic_path(output) as tmp:
+        if file_format == "onnx":
+            _export_onnx(module, (fingerprint, mass), tmp, names, metadata, opset)
+        else:
+            _export_torchscript(module, (fingerprint, mass), tmp, metadata)
+        for rows in (slice(0, 1), slice(1, 4), slice(None)):  # batch sizes 1, 3 and all
+            with torch.no_grad():
+                expected = module(fingerprint[rows], mass[rows])
+            expected = expected if isinstance(expected, tuple) else (expected,)
+            actual = run_exported(tmp, file_format, fingerprint[rows].numpy(), mass[rows].numpy())
+            for name, want, got in zip(names, expected, actual):
+                differences[name] = max(differences[name], float(np.abs(want.numpy() - got).max()))
+        worst = max(differences.values())
+        if not worst <= tolerance:
+            raise ValueError(f"the {file_format} export of {model_path} differs from PyTorch by {worst:.3g} "
+                             f"(tolerance {tolerance:g}); nothing was written")
+    logger.info("exported %s to %s (%s); largest difference to PyTorch %.2g", model_path, output, file_format, worst)
+    return {"path": str(output), "format": file_format, "outputs": names, "max_abs_difference": differences}
+
+
+def read_export_metadata(path: str | os.PathLike, file_format: str) -> dict:
+    """The ``matchms_neims`` metadata embedded in an exported file (featurizer, outputs, model metadata)."""
+    if file_format == "onnx":
+        import onnx
+
+        props = {entry.key: entry.value for entry in onnx.load(str(path), load_external_data=False).metadata_props}
+        return json.loads(props[METADATA_KEY])
+    extra = {METADATA_KEY: ""}
+    torch.jit.load(str(path), _extra_files=extra)
+    return json.loads(extra[METADATA_KEY])
