@@ -30,7 +30,10 @@ def _add_predict(subparsers) -> None:
     parser.add_argument("--errors", default=None, help="write skipped records and reasons to this TSV file")
     parser.add_argument("--min-intensity", type=float, default=0.001,
                         help="drop predicted peaks below this fraction of the base peak (default 0.001)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: the backend's choice)")
+    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                        help="run fingerprint models with PyTorch (default) or onnxruntime (pip install "
+                             "'matchms-neims[onnx]'; checked against PyTorch when loaded)")
     parser.add_argument("--uncertainty", type=int, default=0, metavar="N",
                         help="models with MC-dropout (the teacher): average N stochastic passes and write a "
                              "prediction_uncertainty score per spectrum (default 0: off)")
@@ -45,7 +48,8 @@ def _run_predict(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    predictor = NeimsPredictor(args.model, uncertainty_samples=args.uncertainty)
+    predictor = NeimsPredictor(args.model, uncertainty_samples=args.uncertainty, backend=args.backend,
+                               threads=args.threads)
     summary = build_library(args.input, args.output, file_format=args.format, predictor=predictor,
                             batch_size=args.batch_size, chunk_size=args.chunk_size, errors_path=args.errors,
                             min_relative_intensity=args.min_intensity)

@@ -15,6 +15,7 @@ written. Graph models (the teacher) read PyTorch Geometric batches and are not e
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -83,22 +84,96 @@ def _embedded_metadata(loaded: LoadedModel, file_format: str) -> str:
                        "output_space": "sqrt_intensity", "metadata": loaded.metadata}, default=str)
 
 
+def _onnx_bytes(module: ExportableModel, example: tuple, names: list[str], opset: int) -> bytes:
+    """The module as an ONNX model (bytes) with a dynamic batch axis on every input and output."""
+    batch_axis = {0: "batch"}
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about data-dependent routing, checked by the callers
+        torch.onnx.export(module, example, buffer, input_names=["fingerprint", "nominal_mass"], output_names=names,
+                          dynamic_axes={name: batch_axis for name in ["fingerprint", "nominal_mass", *names]},
+                          opset_version=opset, dynamo=False)
+    return buffer.getvalue()
+
+
 def _export_onnx(module: ExportableModel, example: tuple, path: Path, names: list[str], metadata: str,
                  opset: int) -> None:
     try:
         import onnx
     except ImportError as error:
         raise ImportError("ONNX export needs the onnx package: pip install 'matchms-neims[onnx]'") from error
-    batch_axis = {0: "batch"}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # tracer warnings about data-dependent routing, checked below
-        torch.onnx.export(module, example, str(path), input_names=["fingerprint", "nominal_mass"], output_names=names,
-                          dynamic_axes={name: batch_axis for name in ["fingerprint", "nominal_mass", *names]},
-                          opset_version=opset, dynamo=False)
-    model = onnx.load(str(path))
+    model = onnx.load_from_string(_onnx_bytes(module, example, names, opset))
     entry = model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, metadata
     onnx.save(model, str(path))
+
+
+def _onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise ImportError("running ONNX models needs onnxruntime: pip install 'matchms-neims[onnx]'") from error
+    return onnxruntime
+
+
+def _differences(module: ExportableModel, run, fingerprint: torch.Tensor, mass: torch.Tensor,
+                 names: list[str]) -> dict[str, float]:
+    """Largest absolute difference per output between ``module`` and ``run`` (numpy in, numpy out).
+
+    Compared at batch sizes 1, 3 and all of the given molecules.
+    """
+    differences = dict.fromkeys(names, 0.0)
+    for rows in (slice(0, 1), slice(1, 4), slice(None)):
+        with torch.no_grad():
+            expected = module(fingerprint[rows], mass[rows])
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        actual = run(fingerprint[rows].numpy(), mass[rows].numpy())
+        for name, want, got in zip(names, expected, actual):
+            differences[name] = max(differences[name], float(np.abs(want.numpy() - got).max()))
+    return differences
+
+
+def onnx_session(loaded: LoadedModel, threads: int = 0, opset: int = 17, tolerance: float = 1e-4):
+    """An onnxruntime session of a fingerprint model, exported in memory and checked against PyTorch.
+
+    Parameters
+    ----------
+    loaded
+        The model (:func:`matchms_neims.checkpoint.load_model`).
+    threads
+        onnxruntime intra-op threads (0: its default).
+    opset, tolerance
+        As for :func:`export_model`.
+
+    Raises
+    ------
+    ValueError
+        A graph model, or outputs that differ from PyTorch by more than ``tolerance``.
+    """
+    _check_exportable(loaded, "the model")
+    onnxruntime = _onnxruntime()
+    module = ExportableModel(loaded.model).eval()
+    fingerprint, mass = reference_inputs(loaded)
+    names = output_names(loaded)
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    session = onnxruntime.InferenceSession(_onnx_bytes(module, (fingerprint, mass), names, opset), options,
+                                           providers=["CPUExecutionProvider"])
+
+    def run(fingerprint_array: np.ndarray, mass_array: np.ndarray) -> list[np.ndarray]:
+        return session.run(None, {"fingerprint": fingerprint_array, "nominal_mass": mass_array})
+
+    worst = max(_differences(module, run, fingerprint, mass, names).values())
+    if not worst <= tolerance:
+        raise ValueError(f"the ONNX version of the model differs from PyTorch by {worst:.3g} (tolerance {tolerance:g})")
+    return session
+
+
+def _check_exportable(loaded: LoadedModel, name) -> None:
+    if loaded.featurizer.kind.startswith("graph"):
+        raise ValueError(f"{name}: {loaded.model_class} reads molecular graphs (PyTorch Geometric batches); "
+                         "only fingerprint models (NeimsMLP, StudentMoE) can be exported")
 
 
 def _export_torchscript(module: ExportableModel, example: tuple, path: Path, metadata: str) -> None:
@@ -112,11 +187,7 @@ def run_exported(path: str | os.PathLike, file_format: str, fingerprint: np.ndar
                  ) -> list[np.ndarray]:
     """Run an exported file (onnxruntime for ONNX, ``torch.jit.load`` for TorchScript) and return its outputs."""
     if file_format == "onnx":
-        try:
-            import onnxruntime
-        except ImportError as error:
-            raise ImportError("running ONNX models needs onnxruntime: pip install 'matchms-neims[onnx]'") from error
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = _onnxruntime().InferenceSession(str(path), providers=["CPUExecutionProvider"])
         return session.run(None, {"fingerprint": fingerprint.astype(np.float32),
                                   "nominal_mass": nominal_mass.astype(np.int64)})
     module = torch.jit.load(str(path))
@@ -159,26 +230,18 @@ def export_model(output: str | os.PathLike, file_format: str, model_path: str | 
         raise ValueError(f"ONNX opset {opset} is too old; use 14 or newer")
     model_path = Path(model_path) if model_path else bundled_model_path()
     loaded = load_model(model_path)
-    if loaded.featurizer.kind.startswith("graph"):
-        raise ValueError(f"{model_path}: {loaded.model_class} reads molecular graphs (PyTorch Geometric batches); "
-                         "only fingerprint models (NeimsMLP, StudentMoE) can be exported")
+    _check_exportable(loaded, model_path)
     module = ExportableModel(loaded.model).eval()
     fingerprint, mass = reference_inputs(loaded)
     names = output_names(loaded)
     metadata = _embedded_metadata(loaded, file_format)
-    differences = dict.fromkeys(names, 0.0)
     with atomic_path(output) as tmp:
         if file_format == "onnx":
             _export_onnx(module, (fingerprint, mass), tmp, names, metadata, opset)
         else:
             _export_torchscript(module, (fingerprint, mass), tmp, metadata)
-        for rows in (slice(0, 1), slice(1, 4), slice(None)):  # batch sizes 1, 3 and all
-            with torch.no_grad():
-                expected = module(fingerprint[rows], mass[rows])
-            expected = expected if isinstance(expected, tuple) else (expected,)
-            actual = run_exported(tmp, file_format, fingerprint[rows].numpy(), mass[rows].numpy())
-            for name, want, got in zip(names, expected, actual):
-                differences[name] = max(differences[name], float(np.abs(want.numpy() - got).max()))
+        differences = _differences(module, lambda fp, m: run_exported(tmp, file_format, fp, m), fingerprint, mass,
+                                   names)
         worst = max(differences.values())
         if not worst <= tolerance:
             raise ValueError(f"the {file_format} export of {model_path} differs from PyTorch by {worst:.3g} "

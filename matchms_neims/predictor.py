@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 
 BUNDLED_MODEL_FILE = "neims_baseline.pt"
 MAX_LOGGED_ERRORS = 10  # per batch; all errors are returned to the caller
+BACKENDS = ("torch", "onnx")
 
 
 def bundled_model_path() -> Path:
@@ -104,6 +105,13 @@ class NeimsPredictor:
         The prediction is then the mean of the samples and every spectrum carries a
         ``prediction_uncertainty`` score (:func:`~matchms_neims.metrics.uncertainty_score`).
         0 (default): one deterministic pass.
+    backend
+        ``"torch"`` (default) or ``"onnx"``: run fingerprint models (baseline, student) with onnxruntime,
+        exported in memory and checked against PyTorch to 1e-4 when the predictor is created
+        (:func:`matchms_neims.export.onnx_session`; needs ``pip install "matchms-neims[onnx]"``).
+    threads
+        CPU threads of the onnxruntime backend (0: its default). For the torch backend use
+        ``torch.set_num_threads``.
 
     Examples
     --------
@@ -115,7 +123,7 @@ class NeimsPredictor:
     """
 
     def __init__(self, model: str | os.PathLike | LoadedModel | None = None, device: str = "cpu",
-                 batch_size: int = 256, uncertainty_samples: int = 0):
+                 batch_size: int = 256, uncertainty_samples: int = 0, backend: str = "torch", threads: int = 0):
         if isinstance(model, LoadedModel):
             self.loaded = model
             self.model_path = None
@@ -128,6 +136,14 @@ class NeimsPredictor:
         self.last_errors: list[MoleculeError] = []
         if uncertainty_samples and not self.supports_uncertainty:
             raise ValueError(f"model {self.model_name} ({self.loaded.model_class}) has no MC-dropout uncertainty")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
+        self.backend = backend
+        self._onnx_session = None
+        if backend == "onnx":
+            from matchms_neims.export import onnx_session
+
+            self._onnx_session = onnx_session(self.loaded, threads)
 
     # ------------------------------------------------------------------ properties
     @property
@@ -190,11 +206,23 @@ class NeimsPredictor:
                 parts.append(tensor.float().cpu().numpy())
         return tuple(np.concatenate(parts) for parts in outputs)
 
+    def _forward(self, inputs: tuple, masses: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Deterministic outputs of one chunk: the sqrt spectrum, and for a mixture of experts its expert weights."""
+        if self._onnx_session is not None:
+            (fingerprint,) = inputs
+            outputs = self._onnx_session.run(None, {"fingerprint": fingerprint.float().cpu().numpy(),
+                                                    "nominal_mass": masses.cpu().numpy().astype(np.int64)})
+            return tuple(torch.from_numpy(output) for output in outputs)
+        if self.supports_expert_weights:
+            output = self.loaded.model.forward_with_details(*inputs, masses)
+            return output.spectrum, output.expert_weights
+        return (self.loaded.model(*inputs, masses),)
+
     @torch.inference_mode()
     def predict_features(self, featurized: Sequence[FeaturizedMolecule]) -> np.ndarray:
         """Run the model on featurized molecules; returns spectrum vectors with base peak 1."""
         (sqrt_intensity,) = self._run_in_chunks(
-            featurized, lambda inputs, masses, _: (self.loaded.model(*inputs, masses),), [self.max_mz + 1])
+            featurized, lambda inputs, masses, _: self._forward(inputs, masses)[:1], [self.max_mz + 1])
         return _to_intensities(sqrt_intensity)
 
     @torch.inference_mode()
@@ -204,11 +232,9 @@ class NeimsPredictor:
         if not self.supports_expert_weights:
             raise ValueError(f"model {self.model_name} ({self.loaded.model_class}) is not a mixture of experts")
 
-        def run(inputs, masses, _):
-            output = self.loaded.model.forward_with_details(*inputs, masses)
-            return output.spectrum, output.expert_weights
-
-        sqrt_intensity, weights = self._run_in_chunks(featurized, run, [self.max_mz + 1, self.loaded.model.n_experts])
+        widths = [self.max_mz + 1, self.loaded.model.n_experts]
+        sqrt_intensity, weights = self._run_in_chunks(
+            featurized, lambda inputs, masses, _: self._forward(inputs, masses), widths)
         return _to_intensities(sqrt_intensity), weights
 
     @torch.inference_mode()

@@ -11,7 +11,7 @@ from matchms_neims.cli import main
 from matchms_neims.export import export_model, read_export_metadata, reference_inputs, run_exported
 from matchms_neims.featurize import Featurizer
 from matchms_neims.models.student import StudentMoE
-from matchms_neims.predictor import bundled_model_path
+from matchms_neims.predictor import NeimsPredictor, bundled_model_path
 
 pytest.importorskip("onnxruntime")
 
@@ -89,3 +89,23 @@ def test_refusals_leave_no_file(student_path, tmp_path):
         export_model(tmp_path / "strict.onnx", "onnx", student_path, tolerance=-1.0)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["teacher.pt"]
     assert main(["export", "-o", str(tmp_path / "teacher.onnx"), "--model", str(teacher)]) == 2
+
+
+def test_onnx_backend_predicts_like_torch(student_path, tmp_path):
+    smiles = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "nonsense", "ClCCl"]
+    for model in (student_path, None):  # the tiny student (expert weights) and the bundled baseline
+        reference = NeimsPredictor(model).predict_batch(smiles)
+        onnx = NeimsPredictor(model, backend="onnx", threads=1).predict_batch(smiles)
+        assert [m.smiles for m in onnx.molecules] == [m.smiles for m in reference.molecules] and len(onnx.errors) == 1
+        np.testing.assert_allclose(onnx.vectors, reference.vectors, atol=1e-4)
+        if reference.expert_weights is not None:
+            np.testing.assert_allclose(onnx.expert_weights, reference.expert_weights, atol=1e-4)
+    single = NeimsPredictor(student_path, backend="onnx").predict("c1ccccc1O")
+    assert single["expert_weights"].shape == (4,) and len(single["mz"]) > 0
+    with pytest.raises(ValueError, match="unknown backend"):
+        NeimsPredictor(student_path, backend="tensorrt")
+    library = tmp_path / "library.msp"
+    molecules = tmp_path / "molecules.smi"
+    molecules.write_text("CCO ethanol\nc1ccccc1O phenol\n")
+    assert main(["predict", str(molecules), "-o", str(library), "--backend", "onnx", "--model", str(student_path)]) == 0
+    assert library.read_text().count("Num Peaks") == 2
