@@ -108,6 +108,19 @@ def test_shared_expert_runs_on_every_row_and_adds_its_residual_update():
         key for key in model.state_dict() if key.startswith("shared_experts.")}
 
 
+def test_relu_activation_and_head_without_mlp():
+    fingerprint, mass = random_inputs()
+    model = small_model(activation="relu", head_hidden=()).eval()
+    assert not any(isinstance(module, torch.nn.GELU) for module in model.modules())
+    assert isinstance(model.experts[0][0].layers[2], torch.nn.ReLU) and model.head.forward_layer.in_features == 32
+    out = model.forward_with_details(fingerprint, mass)
+    assert out.spectrum.shape == (BATCH, 201) and (out.spectrum >= 0).all()
+    assert set(model.state_dict()) - set(small_model().state_dict()) <= {
+        key for key in model.state_dict() if key.startswith("head.")}  # the GELU model's names, minus its head MLP
+    with pytest.raises(ValueError, match="unknown activation"):
+        small_model(activation="tanh")
+
+
 def test_bias_changes_selection_only():
     fingerprint, mass = random_inputs()
     model = small_model().eval()

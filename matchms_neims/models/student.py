@@ -18,6 +18,8 @@ from torch import nn
 from matchms_neims.models.heads import BidirectionalHead
 
 COUNT_TRANSFORMS = ("log1p", "none")
+#: Activations of the expert blocks, the input projection and the head MLP, by name.
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
 
 
 class StudentOutput(NamedTuple):
@@ -46,14 +48,17 @@ class StudentOutput(NamedTuple):
 
 
 class PreNormGeluBlock(nn.Module):
-    """``x + Dropout(W2(GELU(W1(LayerNorm(x)))))`` with ``W1: width -> inner`` and ``W2: inner -> width``."""
+    """``x + Dropout(W2(GELU(W1(LayerNorm(x)))))`` with ``W1: width -> inner`` and ``W2: inner -> width``.
 
-    def __init__(self, width: int, inner: int, dropout: float):
+    ``activation`` replaces the GELU (e.g. ``nn.ReLU``); it has no parameters, so the weights' names stay.
+    """
+
+    def __init__(self, width: int, inner: int, dropout: float, activation: type[nn.Module] = nn.GELU):
         super().__init__()
         self.layers = nn.Sequential(
             nn.LayerNorm(width),
             nn.Linear(width, inner),
-            nn.GELU(),
+            activation(),
             nn.Linear(inner, width),
             nn.Dropout(dropout),
         )
@@ -127,7 +132,10 @@ class StudentMoE(nn.Module):
     gate_hidden
         Hidden layer sizes of the gate MLP (ReLU).
     head_hidden
-        Layer sizes of the MLP between ``hidden`` and the spectrum head (GELU, dropout).
+        Layer sizes of the MLP between ``hidden`` and the spectrum head (activation, dropout). Empty: the
+        head reads the activated ``hidden`` directly, as in the NEIMS baseline.
+    activation
+        ``"gelu"`` (default) or ``"relu"``, in the input projection, the expert blocks and the head MLP.
     dropout
         Dropout after the input projection, inside the expert blocks and in the head MLP.
     count_transform
@@ -144,14 +152,15 @@ class StudentMoE(nn.Module):
                  n_experts: int = 4, top_k: int = 2, blocks_per_expert: int = 6, shared_experts: int = 0,
                  gate_hidden: tuple[int, ...] = (512, 128), head_hidden: tuple[int, ...] = (2048, 1024),
                  dropout: float = 0.2, count_transform: str = "log1p", bias_update_rate: float = 1e-3,
-                 max_mz: int = 500, isotope_margin: int = 5):
+                 max_mz: int = 500, isotope_margin: int = 5, activation: str = "gelu"):
         super().__init__()
         if count_transform not in COUNT_TRANSFORMS:
             raise ValueError(f"unknown count_transform {count_transform!r}; expected one of {COUNT_TRANSFORMS}")
         if n_experts < 1 or not 1 <= top_k <= n_experts:
             raise ValueError(f"need 1 <= top_k <= n_experts, got top_k={top_k}, n_experts={n_experts}")
-        if not head_hidden:
-            raise ValueError("head_hidden needs at least one layer size")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
+        act = ACTIVATIONS[activation]
         self.n_bits = n_bits
         self.n_count_bits = n_count_bits
         self.n_experts = n_experts
@@ -162,16 +171,17 @@ class StudentMoE(nn.Module):
         input_size = n_bits + n_count_bits
         self.gate = _mlp([input_size, *gate_hidden, n_experts], nn.ReLU, last_activation=False)
         self.register_buffer("gate_bias", torch.zeros(n_experts))
-        self.input_projection = nn.Sequential(nn.Linear(input_size, width), nn.GELU(), nn.Dropout(dropout))
+        self.input_projection = nn.Sequential(nn.Linear(input_size, width), act(), nn.Dropout(dropout))
         self.experts = nn.ModuleList(
-            nn.Sequential(*[PreNormGeluBlock(width, expert_inner, dropout) for _ in range(blocks_per_expert)])
+            nn.Sequential(*[PreNormGeluBlock(width, expert_inner, dropout, act) for _ in range(blocks_per_expert)])
             for _ in range(n_experts))
         self.shared_experts = nn.ModuleList(
-            nn.Sequential(*[PreNormGeluBlock(width, expert_inner, dropout) for _ in range(blocks_per_expert)])
+            nn.Sequential(*[PreNormGeluBlock(width, expert_inner, dropout, act) for _ in range(blocks_per_expert)])
             for _ in range(shared_experts))
         self.final_norm = nn.LayerNorm(width)
-        self.head_mlp = _mlp([width, *head_hidden], nn.GELU, dropout=dropout)
-        self.head = BidirectionalHead(head_hidden[-1], max_mz=max_mz, isotope_margin=isotope_margin)
+        self.head_mlp = _mlp([width, *head_hidden], act, dropout=dropout) if head_hidden else nn.Sequential(act())
+        self.head = BidirectionalHead(head_hidden[-1] if head_hidden else width, max_mz=max_mz,
+                                      isotope_margin=isotope_margin)
 
     def transform_input(self, fingerprint: torch.Tensor) -> torch.Tensor:
         """The fingerprint with ``count_transform`` applied to its count part."""
@@ -252,4 +262,4 @@ class StudentMoE(nn.Module):
         self.gate_bias.add_(self.bias_update_rate * torch.sign(load.mean() - load))
 
 
-__all__ = ["PreNormGeluBlock", "StudentMoE", "StudentOutput", "expert_load"]
+__all__ = ["ACTIVATIONS", "PreNormGeluBlock", "StudentMoE", "StudentOutput", "expert_load"]
