@@ -317,10 +317,8 @@ class LazyMassSpecDataset(Dataset):
     def features(self, smiles: str):
         cached = self._feature_cache.get(smiles)
         if cached is None:
-            features = self.featurizer.features_of_mol(parse_smiles(smiles))
-            if isinstance(features, np.ndarray):
-                features = np.minimum(features, 255).astype(np.uint8)
-            self._feature_cache[smiles] = cached = features
+            cached = compact_features(self.featurizer.features_of_mol(parse_smiles(smiles)))
+            self._feature_cache[smiles] = cached
         return torch.from_numpy(cached.astype(np.float32)) if isinstance(cached, np.ndarray) else cached
 
     def _random(self) -> np.random.Generator:
@@ -352,18 +350,28 @@ class LazyMassSpecDataset(Dataset):
             "index": torch.tensor(row),
         }
         if self.soft_labels is not None:
-            item.update(self._teacher_item(None if relabelled else self.soft_labels.get(row), len(target)))
+            label = None if relabelled else self.soft_labels.get(row)
+            item.update(teacher_item(label, len(target), self.soft_labels.embedding_size))
             item["has_target"] = torch.tensor(1.0)
         return item
 
-    def _teacher_item(self, label, n_bins: int) -> dict:
-        if label is None:
-            return {"teacher_mean": torch.zeros(n_bins), "teacher_std": torch.zeros(n_bins),
-                    "teacher_embedding": torch.zeros(self.soft_labels.embedding_size),
-                    "has_teacher": torch.tensor(0.0)}
-        mean, std, embedding = (torch.from_numpy(np.asarray(value, dtype=np.float32)) for value in label)
-        return {"teacher_mean": mean, "teacher_std": std, "teacher_embedding": embedding,
-                "has_teacher": torch.tensor(1.0)}
+
+def compact_features(features):
+    """A fingerprint as uint8 counts capped at 255 (a quarter of float32's memory); other features as they are."""
+    return np.minimum(features, 255).astype(np.uint8) if isinstance(features, np.ndarray) else features
+
+
+def teacher_item(label: tuple | None, n_bins: int, embedding_size: int) -> dict:
+    """The ``teacher_*`` and ``has_teacher`` entries of a training item from a (mean, std, embedding) label.
+
+    ``None`` (no label) gives zeros and ``has_teacher`` 0, so that the item drops out of the distillation losses.
+    """
+    if label is None:
+        return {"teacher_mean": torch.zeros(n_bins), "teacher_std": torch.zeros(n_bins),
+                "teacher_embedding": torch.zeros(embedding_size), "has_teacher": torch.tensor(0.0)}
+    mean, std, embedding = (torch.from_numpy(np.asarray(value, dtype=np.float32)) for value in label)
+    return {"teacher_mean": mean, "teacher_std": std, "teacher_embedding": embedding,
+            "has_teacher": torch.tensor(1.0)}
 
 
 class SampleCollator:

@@ -148,48 +148,77 @@ def build_soft_labels(config: TrainConfig, split: str = "train", batch_size: int
     mean, std, embedding, valid = (np.empty((len(rows), *values.shape[1:]), dtype=values.dtype) for values in labels)
     for target, values in zip((mean, std, embedding, valid), labels):
         target[positions] = values[order]
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as handle:
-            handle.create_dataset("rows", data=rows.astype(np.int64))
-            handle.create_dataset("valid", data=valid)
-            for name, values in (("mean", mean), ("std", std), ("embedding", embedding)):
-                handle.create_dataset(name, data=values, compression="gzip", chunks=(min(64, len(rows)),
-                                                                                     values.shape[1]))
-            for key, value in expected.items():
-                handle.attrs[key] = value
-            handle.attrs["teacher"] = str(teacher_path)
+    write_label_file(path, {"rows": rows.astype(np.int64), "valid": valid},
+                     {"mean": mean, "std": std, "embedding": embedding}, {**expected, "teacher": str(teacher_path)})
     logger.info("teacher soft labels for %d rows (%d structures, %d skipped) written to %s", len(rows),
                 len(smiles_list), int((~valid).sum()), path)
     return path
 
 
-class SoftLabels:
-    """Random access to a soft-label file by cache row (opened lazily, so DataLoader workers can fork)."""
+def write_label_file(path: Path, index: dict[str, np.ndarray], labels: dict[str, np.ndarray], attrs: dict) -> None:
+    """Write a label file atomically.
+
+    ``index`` datasets are written as they are (object arrays as UTF-8 strings), the 2-D ``labels``
+    gzip-compressed in chunks of 64 rows, and ``attrs`` as file attributes.
+    """
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
+        for name, values in index.items():
+            string = values.dtype == object
+            handle.create_dataset(name, data=values, dtype=h5py.string_dtype("utf-8") if string else None)
+        for name, values in labels.items():
+            handle.create_dataset(name, data=values, compression="gzip",
+                                  chunks=(min(64, max(len(values), 1)), values.shape[1]))
+        for key, value in attrs.items():
+            handle.attrs[key] = value
+
+
+class LabelFile:
+    """Random access to the teacher labels of a label file by position (opened lazily, so DataLoader workers can fork).
+
+    Parameters
+    ----------
+    path
+        File with ``mean``, ``std`` and ``embedding`` datasets (:func:`write_label_file`).
+    lds_sigma
+        Gaussian label distribution smoothing of the means (m/z; 0: off).
+    """
 
     def __init__(self, path: str | os.PathLike, lds_sigma: float = 0.0):
         self.path = Path(path)
         self.lds_sigma = lds_sigma
         with h5py.File(self.path, "r") as handle:
-            rows = handle["rows"][:]
-            self.valid = handle["valid"][:]
             self.embedding_size = handle["embedding"].shape[1]
-        self.position = {int(row): i for i, row in enumerate(rows)}
         self._handle: h5py.File | None = None
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_handle"] = None
+        state["_handle"] = None  # each DataLoader worker opens its own handle
         return state
 
-    def get(self, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """Teacher mean (LDS-smoothed if asked), std and embedding for a cache row, or ``None`` without a label."""
+    def at(self, position: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Teacher mean (LDS-smoothed if asked), std and embedding of the label at ``position``."""
         from training.augment import smooth_spectra
 
-        position = self.position.get(int(row))
-        if position is None or not self.valid[position]:
-            return None
         if self._handle is None:
             self._handle = h5py.File(self.path, "r")
         mean = self._handle["mean"][position]
         return (smooth_spectra(mean, self.lds_sigma), self._handle["std"][position],
                 self._handle["embedding"][position])
+
+
+class SoftLabels(LabelFile):
+    """The soft labels of the training split by cache row (:func:`build_soft_labels`)."""
+
+    def __init__(self, path: str | os.PathLike, lds_sigma: float = 0.0):
+        super().__init__(path, lds_sigma)
+        with h5py.File(self.path, "r") as handle:
+            rows = handle["rows"][:]
+            self.valid = handle["valid"][:]
+        self.position = {int(row): i for i, row in enumerate(rows)}
+
+    def get(self, row: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """Teacher mean (LDS-smoothed if asked), std and embedding for a cache row, or ``None`` without a label."""
+        position = self.position.get(int(row))
+        if position is None or not self.valid[position]:
+            return None
+        return self.at(position)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from itertools import chain
 from pathlib import Path
 
 import h5py
@@ -27,11 +28,16 @@ from torch.utils.data import Dataset
 from matchms_neims.chemistry import MoleculeError, inchikey_block, parse_smiles
 from matchms_neims.featurize import Featurizer
 from matchms_neims.library import read_molecules
-from matchms_neims.utils import atomic_path
-from training.augment import smooth_spectra
 from training.config import TrainConfig
-from training.data import CacheMetadata, build_cache, file_sha256
-from training.soft_labels import LABEL_FORMAT, labels_are_current, load_teacher, teacher_labels
+from training.data import CacheMetadata, build_cache, compact_features, file_sha256, teacher_item
+from training.soft_labels import (
+    LABEL_FORMAT,
+    LabelFile,
+    labels_are_current,
+    load_teacher,
+    teacher_labels,
+    write_label_file,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,24 +56,21 @@ def transfer_smiles(files: list[str], exclude_keys: set[str], max_molecules: int
     """
     smiles, seen = [], set(exclude_keys)
     skipped = {"unreadable": 0, "known": 0}
-    for file in files:
-        for molecule in read_molecules(file):
-            try:
-                mol = parse_smiles(molecule.smiles, molecule.record)
-                key = inchikey_block(Chem.MolToInchiKey(mol))
-            except (MoleculeError, ValueError) as error:
-                logger.debug("transfer set: %s", error)
-                skipped["unreadable"] += 1
-                continue
-            if not key or key in seen:
-                skipped["known"] += 1
-                continue
-            seen.add(key)
-            smiles.append(Chem.MolToSmiles(mol))
-            if max_molecules and len(smiles) >= max_molecules:
-                break
+    for molecule in chain.from_iterable(read_molecules(file) for file in files):
         if max_molecules and len(smiles) >= max_molecules:
             break
+        try:
+            mol = parse_smiles(molecule.smiles, molecule.record)
+            key = inchikey_block(Chem.MolToInchiKey(mol))
+        except (MoleculeError, ValueError) as error:
+            logger.debug("transfer set: %s", error)
+            skipped["unreadable"] += 1
+            continue
+        if not key or key in seen:
+            skipped["known"] += 1
+            continue
+        seen.add(key)
+        smiles.append(Chem.MolToSmiles(mol))
     logger.info("transfer set: %d new molecules from %s (%d unreadable, %d in the spectra cache or repeated)",
                 len(smiles), ", ".join(files), skipped["unreadable"], skipped["known"])
     return smiles
@@ -113,15 +116,8 @@ def build_transfer_labels(config: TrainConfig, batch_size: int = 128, progress: 
     mean, std, embedding, valid = teacher_labels(loaded, smiles, distill.transfer_mc_samples, config.trainer.seed,
                                                  batch_size, progress)
     keep = np.flatnonzero(valid)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as handle:
-            handle.create_dataset("smiles", data=np.array([smiles[i] for i in keep], dtype=object),
-                                  dtype=h5py.string_dtype("utf-8"))
-            for name, values in (("mean", mean), ("std", std), ("embedding", embedding)):
-                handle.create_dataset(name, data=values[keep], compression="gzip",
-                                      chunks=(min(64, max(len(keep), 1)), values.shape[1]))
-            for key, value in expected.items():
-                handle.attrs[key] = value
+    write_label_file(path, {"smiles": np.array([smiles[i] for i in keep], dtype=object)},
+                     {"mean": mean[keep], "std": std[keep], "embedding": embedding[keep]}, expected)
     logger.info("transfer-set labels for %d molecules (%d skipped) written to %s", len(keep),
                 len(smiles) - len(keep), path)
     return path
@@ -145,14 +141,11 @@ class TransferDataset(Dataset):
     """
 
     def __init__(self, path: str | os.PathLike, featurizer: Featurizer, lds_sigma: float = 0.0):
-        self.path = Path(path)
-        self.featurizer = featurizer
-        self.lds_sigma = lds_sigma
-        with h5py.File(self.path, "r") as handle:
+        self.labels = LabelFile(path, lds_sigma)
+        with h5py.File(self.labels.path, "r") as handle:
             smiles = [value.decode() if isinstance(value, bytes) else str(value) for value in handle["smiles"][:]]
             self.n_bins = handle["mean"].shape[1]
-            self.embedding_size = handle["embedding"].shape[1]
-        self.positions, self.smiles, features, masses = [], [], [], []
+        self.positions, features, masses = [], [], []
         for position, item in enumerate(smiles):
             try:
                 featurized = featurizer(item, record=f"transfer molecule {position}")
@@ -160,12 +153,10 @@ class TransferDataset(Dataset):
                 logger.debug("transfer set: %s", error)
                 continue
             self.positions.append(position)
-            self.smiles.append(item)
-            features.append(np.minimum(featurized.features, 255).astype(np.uint8))
+            features.append(compact_features(featurized.features))
             masses.append(featurized.info.nominal_mass)
         self._features = np.stack(features) if features else np.zeros((0, 0), dtype=np.uint8)
         self._masses = np.asarray(masses, dtype=np.int64)
-        self._handle: h5py.File | None = None
         if len(self.positions) < len(smiles):
             logger.info("transfer set: %d of %d molecules rejected by the student's featurizer",
                         len(smiles) - len(self.positions), len(smiles))
@@ -173,24 +164,12 @@ class TransferDataset(Dataset):
     def __len__(self) -> int:
         return len(self.positions)
 
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        state["_handle"] = None  # each DataLoader worker opens its own handle
-        return state
-
     def __getitem__(self, item: int) -> dict:
-        if self._handle is None:
-            self._handle = h5py.File(self.path, "r")
-        position = self.positions[item]
         return {
             "features": torch.from_numpy(self._features[item].astype(np.float32)),
             "target": torch.zeros(self.n_bins),
             "nominal_mass": torch.tensor(int(self._masses[item])),
             "index": torch.tensor(-1),
-            "teacher_mean": torch.from_numpy(smooth_spectra(self._handle["mean"][position], self.lds_sigma)
-                                             .astype(np.float32)),
-            "teacher_std": torch.from_numpy(self._handle["std"][position].astype(np.float32)),
-            "teacher_embedding": torch.from_numpy(self._handle["embedding"][position].astype(np.float32)),
-            "has_teacher": torch.tensor(1.0),
+            **teacher_item(self.labels.at(self.positions[item]), self.n_bins, self.labels.embedding_size),
             "has_target": torch.tensor(0.0),
         }
