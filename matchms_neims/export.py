@@ -28,6 +28,7 @@ from torch import nn
 
 from matchms_neims.checkpoint import LoadedModel, load_model
 from matchms_neims.chemistry import MoleculeError
+from matchms_neims.models import is_mixture_of_experts
 from matchms_neims.predictor import bundled_model_path
 from matchms_neims.utils import atomic_path
 
@@ -47,7 +48,7 @@ class ExportableModel(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.has_expert_weights = hasattr(model, "n_experts") and hasattr(model, "forward_with_details")
+        self.has_expert_weights = is_mixture_of_experts(model)
 
     def forward(self, fingerprint: torch.Tensor, nominal_mass: torch.Tensor):
         if self.has_expert_weights:
@@ -58,7 +59,7 @@ class ExportableModel(nn.Module):
 
 def output_names(loaded: LoadedModel) -> list[str]:
     """Names of the exported model's outputs."""
-    return ["spectrum", "expert_weights"] if ExportableModel(loaded.model).has_expert_weights else ["spectrum"]
+    return ["spectrum", "expert_weights"] if is_mixture_of_experts(loaded.model) else ["spectrum"]
 
 
 def reference_inputs(loaded: LoadedModel) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,6 +17,7 @@ from matchms_neims.checkpoint import LoadedModel, load_model
 from matchms_neims.chemistry import MoleculeError, MoleculeInfo
 from matchms_neims.featurize import FeaturizedMolecule
 from matchms_neims.metrics import uncertainty_score
+from matchms_neims.models import is_mixture_of_experts
 from matchms_neims.spectra import normalize_base_peak, vector_to_peaks
 
 logger = logging.getLogger(__name__)
@@ -170,8 +171,7 @@ class NeimsPredictor:
     @property
     def supports_expert_weights(self) -> bool:
         """Whether the model is a mixture of experts whose ``forward_with_details`` gives ``expert_weights``."""
-        model = self.loaded.model
-        return hasattr(model, "forward_with_details") and hasattr(model, "n_experts")
+        return is_mixture_of_experts(self.loaded.model)
 
     # ------------------------------------------------------------------ core
     def featurize(self, molecules: Sequence[MoleculeInput]) -> tuple[list[int], list[FeaturizedMolecule],

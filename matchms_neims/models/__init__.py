@@ -14,6 +14,11 @@ MODEL_CLASSES = {"NeimsMLP": NeimsMLP, "StudentMoE": StudentMoE}
 LAZY_MODEL_MODULES = {"TeacherGNN": "matchms_neims.models.teacher", "TeacherEnsemble": "matchms_neims.models.ensemble"}
 
 
+def is_mixture_of_experts(model) -> bool:
+    """Whether ``model`` is a mixture of experts whose ``forward_with_details`` gives ``expert_weights``."""
+    return hasattr(model, "forward_with_details") and hasattr(model, "n_experts")
+
+
 def get_model_class(name: str) -> type:
     """The model class called ``name``.
 
@@ -29,4 +34,5 @@ def get_model_class(name: str) -> type:
     return MODEL_CLASSES[name]
 
 
-__all__ = ["BidirectionalHead", "LAZY_MODEL_MODULES", "MODEL_CLASSES", "NeimsMLP", "StudentMoE", "get_model_class"]
+__all__ = ["BidirectionalHead", "LAZY_MODEL_MODULES", "MODEL_CLASSES", "NeimsMLP", "StudentMoE", "get_model_class",
+           "is_mixture_of_experts"]
