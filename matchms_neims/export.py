@@ -171,7 +171,7 @@ def onnx_session(loaded: LoadedModel, threads: int = 0, opset: int = 17, toleran
     return session
 
 
-def _check_exportable(loaded: LoadedModel, name) -> None:
+def _check_exportable(loaded: LoadedModel, name: object) -> None:
     if loaded.featurizer.kind.startswith("graph"):
         raise ValueError(f"{name}: {loaded.model_class} reads molecular graphs (PyTorch Geometric batches); "
                          "only fingerprint models (NeimsMLP, StudentMoE) can be exported")
