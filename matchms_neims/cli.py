@@ -110,6 +110,44 @@ def _run_search(args) -> int:
     return 0
 
 
+def _add_benchmark(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "benchmark", help="measure latency, throughput, memory and size of models and backends",
+        description="Each model and backend runs in a fresh process: one molecule at a time (featurisation "
+                    "included and excluded), then batches of each size. Writes benchmark.json and benchmark.png.")
+    parser.add_argument("molecules", help="molecule file (.smi, .csv, .sdf, ...) to predict")
+    parser.add_argument("-o", "--output-dir", required=True, help="folder of benchmark.json and benchmark.png")
+    parser.add_argument("--model", action="append", default=[], metavar="LABEL=PATH",
+                        help="model to measure, repeatable (default: the bundled model as 'bundled')")
+    parser.add_argument("--backend", nargs="+", choices=("torch", "onnx"), default=["torch", "onnx"],
+                        help="backends to measure (default: both; graph models run with torch only)")
+    parser.add_argument("--n-molecules", type=int, default=2048, help="molecules predicted for throughput")
+    parser.add_argument("--latency-molecules", type=int, default=300, help="molecules timed one at a time")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 16, 64, 256, 1024])
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads per case (default 2)")
+    parser.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
+    parser.set_defaults(handler=_run_benchmark)
+
+
+def _run_benchmark(args) -> int:
+    from matchms_neims.benchmark import BenchmarkCase, format_case, read_benchmark_smiles, run_benchmark
+
+    models = []
+    for item in args.model or ["bundled="]:
+        label, separator, path = item.partition("=")
+        if not separator or not label:
+            raise ValueError(f"--model takes LABEL=PATH, got {item!r}")
+        models.append((label, path or None))
+    cases = [BenchmarkCase(label, path, backend) for label, path in models for backend in args.backend]
+    smiles = read_benchmark_smiles(args.molecules, args.n_molecules)
+    report = run_benchmark(cases, smiles, args.output_dir, latency_molecules=args.latency_molecules,
+                           batch_sizes=args.batch_sizes, threads=args.threads, plot=not args.no_plot)
+    for result in report["results"]:
+        print(format_case(result))
+    print(f"results written to {args.output_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="matchms-neims", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"matchms-neims {__version__}")
@@ -118,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(subparsers)
     _add_search(subparsers)
     _add_export(subparsers)
+    _add_benchmark(subparsers)
     for entry_point in entry_points(group="matchms_neims.commands"):
         try:
             entry_point.load()(subparsers)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 from rdkit.Chem import GraphDescriptors
 
+from matchms_neims.benchmark import batch_throughput, single_molecule_latency
 from matchms_neims.chemistry import describe, inchikey_block, parse_smiles
 from matchms_neims.metrics import library_ranks, recall_at_k, spectrum_metrics, summarize, uncertainty_calibration
 from matchms_neims.predictor import MoleculeInput, NeimsPredictor
@@ -47,20 +47,13 @@ def _timing(predictor: NeimsPredictor, smiles: list[str], n_molecules: int) -> d
     sample = smiles[:n_molecules]
     if not sample:
         return {}
-    predictor.predict(sample[0])  # warm-up
-    latencies = []
-    for smi in sample:
-        start = time.perf_counter()
-        predictor.predict(smi)
-        latencies.append((time.perf_counter() - start) * 1000)
-    start = time.perf_counter()
-    predictor.predict_batch(sample)
-    batch_ms = (time.perf_counter() - start) * 1000 / len(sample)
-    latencies = np.array(latencies)
-    return {"n_molecules": len(sample), "single_mean_ms": float(latencies.mean()),
-            "single_median_ms": float(np.median(latencies)), "single_std_ms": float(latencies.std()),
-            "single_p95_ms": float(np.percentile(latencies, 95)),
-            "single_p99_ms": float(np.percentile(latencies, 99)), "batch_ms_per_molecule": float(batch_ms)}
+    latency = single_molecule_latency(predictor, sample)
+    single = latency["with_featurization"]
+    molecules_per_s = batch_throughput(predictor, sample, predictor.batch_size)
+    return {"n_molecules": latency["n_molecules"], "single_mean_ms": single["mean_ms"],
+            "single_median_ms": single["p50_ms"], "single_std_ms": single["std_ms"],
+            "single_p95_ms": single["p95_ms"], "single_p99_ms": single["p99_ms"],
+            "model_only_median_ms": latency["model_only"]["p50_ms"], "batch_ms_per_molecule": 1000 / molecules_per_s}
 
 
 def matching_library(predicted: np.ndarray, keys: list[str], structures: list[str],

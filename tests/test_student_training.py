@@ -24,6 +24,7 @@ from training.losses import (
     mass_weighted_mse,
     routing_entropy,
     soft_distillation_loss,
+    soft_mse_distillation_loss,
     switch_balance_loss,
     tempered_distribution,
 )
@@ -66,6 +67,25 @@ def test_soft_loss_down_weights_uncertain_bins_and_masked_rows():
     assert torch.isclose(uncertain, confident / 4, rtol=1e-5)
     only_first = soft_distillation_loss(student, teacher, 2.0, sample_weight=torch.tensor([1.0, 0, 0, 0]))
     assert torch.isclose(only_first, soft_distillation_loss(student[:1], teacher[:1], 2.0), rtol=1e-5)
+
+
+def test_soft_mse_loss_is_the_hard_loss_against_the_teacher_at_temperature_one():
+    teacher, student = _spectra(0), _spectra(1)
+    for temperature in (1.0, 2.5):
+        assert soft_mse_distillation_loss(teacher.clone(), teacher, temperature, torch.rand_like(teacher)) < 1e-9
+        assert soft_mse_distillation_loss(student, teacher, temperature) > 1e-3
+    # T = 1, no confidence weights: mass_weighted_mse with the squared teacher mean as the target spectrum
+    expected = mass_weighted_mse(student, teacher**2, mass_power=1.0)
+    assert torch.isclose(soft_mse_distillation_loss(student, teacher, 1.0, mass_power=1.0), expected, rtol=1e-5)
+    uncertain = soft_mse_distillation_loss(student, teacher, 1.0, torch.full_like(teacher, 1.0))
+    assert torch.isclose(uncertain, expected / 2, rtol=1e-5)
+    only_first = soft_mse_distillation_loss(student, teacher, sample_weight=torch.tensor([1.0, 0, 0, 0]))
+    assert torch.isclose(only_first, soft_mse_distillation_loss(student[:1], teacher[:1]), rtol=1e-5)
+    # the m/z weighting: the same error costs more at a higher m/z
+    low, high = teacher.clone(), teacher.clone()
+    low[:, 2] += 0.5
+    high[:, 25] += 0.5
+    assert soft_mse_distillation_loss(high, teacher) > soft_mse_distillation_loss(low, teacher)
 
 
 def test_feature_loss_zero_for_equal_features_and_positive_otherwise():
@@ -239,6 +259,16 @@ def test_distil_student_two_epochs_end_to_end(tiny_student_config, tmp_path, cap
     assert main(["evaluate", "--model", config.export.path, "--config", str(tiny_student_config), "--split", "test",
                  "--timing-molecules", "3", "-o", str(report_path)]) == 0
     assert "recall@10" in json.loads(report_path.read_text())["library_matching"]
+
+
+def test_distil_with_the_mse_soft_loss(tiny_student_config, tmp_path, caplog):
+    with caplog.at_level("INFO"):
+        assert main(["train", "student", "--config", str(tiny_student_config), "--set", "distill.soft_loss=mse",
+                     "--max-epochs", "1", "--output-dir", str(tmp_path / "mse"), "--no-progress"]) == 0
+    assert "train_soft_loss=" in caplog.text
+    assert NeimsPredictor(str(tmp_path / "mse" / "model.pt")).loaded.model_class == "StudentMoE"
+    assert main(["train", "student", "--config", str(tiny_student_config), "--set", "distill.soft_loss=l1",
+                 "--max-epochs", "1", "--output-dir", str(tmp_path / "l1"), "--no-progress"]) == 2
 
 
 def test_student_without_teacher_trains_on_experimental_spectra(tiny_student_config, tmp_path, caplog):

@@ -100,6 +100,9 @@ class DistillConfig:
     alpha: float = 0.3  # hard loss (experimental spectra)
     beta: float = 0.5  # soft loss (teacher MC mean, LDS-smoothed, confidence-weighted)
     gamma: float = 0.2  # feature loss (projected student hidden vs teacher ecfp_embedding)
+    # soft loss form: 'kl' (generalised KL of the tempered spectra, every m/z alike) or 'mse' (the hard loss's
+    # mass-weighted sqrt MSE against the tempered teacher mean)
+    soft_loss: str = "kl"
     temperature_start: float = 4.0
     temperature_end: float = 1.0
     temperature_schedule: str = "cosine"  # cosine, linear or exponential

@@ -127,6 +127,39 @@ def soft_distillation_loss(student_sqrt: torch.Tensor, teacher_sqrt: torch.Tenso
     return _weighted_mean(per_row, sample_weight)
 
 
+def soft_mse_distillation_loss(student_sqrt: torch.Tensor, teacher_sqrt: torch.Tensor, temperature: float = 1.0,
+                               teacher_std: torch.Tensor | None = None, mass_power: float = 1.0,
+                               sample_weight: torch.Tensor | None = None, eps: float = 1e-3) -> torch.Tensor:
+    """Confidence-weighted, mass-weighted MSE of the tempered teacher and student spectra, scaled by ``T ** 2``.
+
+    The hard loss's form (:func:`mass_weighted_mse`) with the teacher's MC mean as the target: bins are
+    weighted by m/z as in the hard loss and the library-search cosine, where the KL of
+    :func:`soft_distillation_loss` weighs every m/z alike. Both spectra are tempered as
+    ``(relu(x) + eps) ** (1 / T)`` first (``T = 1`` compares the sqrt spectra themselves).
+
+    Parameters
+    ----------
+    student_sqrt, teacher_sqrt
+        Student output and teacher MC-mean, sqrt intensities, shape ``(batch, n_bins)``.
+    temperature
+        Softening temperature ``T``.
+    teacher_std
+        Teacher MC-dropout std per bin; when given, bin ``i`` is weighted by ``1 / (1 + std_i)``.
+    mass_power
+        Exponent of the m/z weighting (:func:`mass_weights`).
+    sample_weight
+        Per-row weights (e.g. 0 for rows without a valid teacher label), shape ``(batch,)``.
+    """
+    weights = mass_weights(student_sqrt.shape[-1], mass_power, student_sqrt.device)
+    student = (student_sqrt.clamp_min(0) + eps) ** (1.0 / temperature)
+    teacher = (teacher_sqrt.clamp_min(0) + eps) ** (1.0 / temperature)
+    terms = weights * (student - teacher) ** 2
+    if teacher_std is not None:
+        terms = terms / (1.0 + teacher_std.clamp_min(0))
+    per_row = terms.mean(dim=-1) * temperature ** 2
+    return _weighted_mean(per_row, sample_weight)
+
+
 def feature_distillation_loss(projected: torch.Tensor, teacher_embedding: torch.Tensor,
                               sample_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean squared error between the projected student features and the teacher's ``ecfp_embedding``."""

@@ -5,8 +5,9 @@ Loss per training step::
     alpha * hard + beta * soft + gamma * feature + balance_weight * switch_balance + entropy_weight * entropy
 
 * hard: mass-weighted sqrt-intensity MSE against the experimental spectrum;
-* soft: KL of the tempered, LDS-smoothed teacher MC mean and the student, per-bin weights
-  ``1 / (1 + teacher std)``, times ``T ** 2`` (temperature schedule ``temperature_start`` -> ``temperature_end``);
+* soft: KL (``distill.soft_loss: kl``) or mass-weighted MSE (``mse``) of the tempered, LDS-smoothed teacher MC
+  mean and the student, per-bin weights ``1 / (1 + teacher std)``, times ``T ** 2`` (temperature schedule
+  ``temperature_start`` -> ``temperature_end``);
 * feature: MSE between a learnt projection of the student's ``hidden`` features and the teacher's
   ``ecfp_embedding``.
 
@@ -44,6 +45,7 @@ from training.losses import (
     mass_weighted_mse,
     routing_entropy,
     soft_distillation_loss,
+    soft_mse_distillation_loss,
     switch_balance_loss,
 )
 from training.optim import module_optimization
@@ -56,6 +58,7 @@ from training.validation import LibraryValidationMixin, ValidationRecall
 logger = logging.getLogger(__name__)
 
 LOSS_NAMES = ("hard", "soft", "feature")
+SOFT_LOSSES = ("kl", "mse")
 
 
 def uses_teacher(config: TrainConfig) -> bool:
@@ -78,6 +81,8 @@ class StudentModule(LibraryValidationMixin, L.LightningModule):
         self.config = TrainConfig.from_dict(config)
         self.model = StudentMoE(**self.config.model)
         distill = self.config.distill
+        if distill.soft_loss not in SOFT_LOSSES:
+            raise ValueError(f"distill.soft_loss must be one of {SOFT_LOSSES}, not {distill.soft_loss!r}")
         self.with_teacher = uses_teacher(self.config)
         if self.with_teacher:
             shares = {"hard": distill.alpha, "soft": distill.beta, "feature": distill.gamma}
@@ -105,8 +110,12 @@ class StudentModule(LibraryValidationMixin, L.LightningModule):
                                             batch.get("has_target"))}
         if "soft" in self.loss_names:
             std = batch["teacher_std"] if distill.uncertainty_weighting else None
-            losses["soft"] = soft_distillation_loss(output.spectrum, batch["teacher_mean"], self.temperature(), std,
-                                                    batch["has_teacher"])
+            if distill.soft_loss == "mse":
+                losses["soft"] = soft_mse_distillation_loss(output.spectrum, batch["teacher_mean"], self.temperature(),
+                                                            std, self.config.optim.mass_power, batch["has_teacher"])
+            else:
+                losses["soft"] = soft_distillation_loss(output.spectrum, batch["teacher_mean"], self.temperature(),
+                                                        std, batch["has_teacher"])
         if "feature" in self.loss_names:
             losses["feature"] = feature_distillation_loss(self.feature_projection(output.hidden),
                                                           batch["teacher_embedding"], batch["has_teacher"])

@@ -1,0 +1,287 @@
+"""Inference benchmarks: latency, throughput, peak memory and size on disk of models and backends.
+
+Every (model, backend) case runs in a fresh process of its own, so its peak resident memory is its own
+and one case's caches and threads do not favour the next. ``matchms-neims benchmark`` writes the
+results as JSON and as a plot of latency and throughput.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import multiprocessing
+import os
+import platform
+import resource
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+from matchms_neims.utils import atomic_output, atomic_path
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_SIZES = (1, 4, 16, 64, 256, 1024)
+
+
+@dataclass
+class BenchmarkCase:
+    """One model run by one backend.
+
+    Parameters
+    ----------
+    label
+        Name in the results (``baseline``, ``student``, ...).
+    model
+        Model file; ``None`` for the bundled model.
+    backend
+        ``"torch"`` or ``"onnx"`` (:class:`~matchms_neims.predictor.NeimsPredictor`).
+    """
+
+    label: str
+    model: str | None
+    backend: str = "torch"
+
+
+def latency_summary(milliseconds: Sequence[float]) -> dict[str, float]:
+    """Mean, standard deviation and percentiles (50, 95, 99) of latencies in milliseconds."""
+    values = np.asarray(milliseconds, dtype=float)
+    return {"mean_ms": float(values.mean()), "std_ms": float(values.std()), "p50_ms": float(np.median(values)),
+            "p95_ms": float(np.percentile(values, 95)), "p99_ms": float(np.percentile(values, 99))}
+
+
+def single_molecule_latency(predictor, smiles: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Latency of predicting one molecule at a time, with and without featurisation.
+
+    ``with_featurization`` times :meth:`NeimsPredictor.predict` (SMILES in, peaks out); ``model_only``
+    times the model on an already featurised molecule, peaks included. One warm-up call comes first.
+
+    Returns
+    -------
+    dict
+        ``{"with_featurization": summary, "model_only": summary}`` (:func:`latency_summary`) and
+        ``n_molecules``, the number of molecules timed (those the predictor can featurise).
+    """
+    positions, featurized, _ = predictor.featurize([_molecule(smi) for smi in smiles])
+    usable = [smiles[position] for position in positions]
+    if not usable:
+        raise ValueError("none of the benchmark molecules can be featurised by this model")
+    predictor.predict(usable[0])
+    with_featurization = []
+    for smi in usable:
+        start = time.perf_counter()
+        predictor.predict(smi)
+        with_featurization.append((time.perf_counter() - start) * 1000)
+    model_only = []
+    for item in featurized:
+        start = time.perf_counter()
+        predictor.predict_features([item])
+        model_only.append((time.perf_counter() - start) * 1000)
+    return {"n_molecules": len(usable), "with_featurization": latency_summary(with_featurization),
+            "model_only": latency_summary(model_only)}
+
+
+def batch_throughput(predictor, smiles: Sequence[str], batch_size: int) -> float:
+    """Molecules per second of :meth:`NeimsPredictor.predict_batch` on ``smiles`` in batches of ``batch_size``.
+
+    Featurisation is included; one warm-up batch comes first.
+    """
+    previous = predictor.batch_size
+    predictor.batch_size = batch_size
+    try:
+        predictor.predict_batch(smiles[:batch_size])  # warm-up at this batch shape
+        start = time.perf_counter()
+        done = 0
+        for begin in range(0, len(smiles), batch_size):
+            done += len(predictor.predict_batch(smiles[begin : begin + batch_size]).vectors)
+        elapsed = time.perf_counter() - start
+    finally:
+        predictor.batch_size = previous
+    return done / elapsed
+
+
+def _molecule(smiles: str):
+    from matchms_neims.predictor import MoleculeInput
+
+    return MoleculeInput(smiles, "", smiles)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB (Linux and macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024**2 if platform.system() == "Darwin" else peak / 1024
+
+
+def run_case(case: BenchmarkCase, smiles: Sequence[str], latency_molecules: int = 300,
+             batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES, threads: int = 2) -> dict:
+    """Benchmark one case in this process: model size, latency, throughput per batch size and peak memory."""
+    import torch
+
+    from matchms_neims.predictor import NeimsPredictor, bundled_model_path
+
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    predictor = NeimsPredictor(case.model, backend=case.backend, threads=threads)
+    load_s = time.perf_counter() - start
+    path = Path(case.model) if case.model else bundled_model_path()
+    parameters = sum(p.numel() for p in predictor.loaded.model.parameters())
+    result = {**asdict(case), "model_name": predictor.model_name, "model_class": predictor.loaded.model_class,
+              "model_file_mb": path.stat().st_size / 1e6, "parameters": parameters,
+              "fp32_size_mb": parameters * 4 / 1e6, "threads": threads, "load_s": load_s}
+    result["latency"] = single_molecule_latency(predictor, list(smiles[:latency_molecules]))
+    result["throughput_mol_per_s"] = {str(size): batch_throughput(predictor, list(smiles), size)
+                                      for size in batch_sizes}
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
+
+
+def _run_case_in_child(arguments: tuple) -> dict:
+    case, smiles, latency_molecules, batch_sizes, threads = arguments
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        return run_case(case, smiles, latency_molecules, batch_sizes, threads)
+    except (ValueError, ImportError) as error:
+        return {**asdict(case), "error": str(error)}
+
+
+def _facts_this_platform_lacks():
+    """Ignore facts this platform cannot give (no /proc, no onnxruntime)."""
+    return contextlib.suppress(OSError, ValueError, StopIteration, ImportError)
+
+
+def machine_description() -> dict:
+    """CPU model, logical cores, memory and library versions of this machine."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    memory_gb = None
+    with _facts_this_platform_lacks():
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    with _facts_this_platform_lacks():
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        memory_gb = round(pages / 1024**3, 1)
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    with _facts_this_platform_lacks():
+        import onnxruntime
+
+        versions["onnxruntime"] = onnxruntime.__version__
+    return {"cpu": cpu, "logical_cores": os.cpu_count(), "available_cores": len(os.sched_getaffinity(0))
+            if hasattr(os, "sched_getaffinity") else os.cpu_count(), "memory_gb": memory_gb,
+            "system": platform.platform(), "versions": versions}
+
+
+def read_benchmark_smiles(path: str | os.PathLike, n_molecules: int) -> list[str]:
+    """The first ``n_molecules`` SMILES of a molecule file (any format :func:`read_molecules` reads)."""
+    from matchms_neims.library import read_molecules
+
+    smiles = [molecule.smiles for molecule in islice(read_molecules(path), n_molecules) if molecule.smiles]
+    if not smiles:
+        raise ValueError(f"no molecules in {path}")
+    return smiles
+
+
+def run_benchmark(cases: Sequence[BenchmarkCase], smiles: Sequence[str], output_dir: str | os.PathLike,
+                  latency_molecules: int = 300, batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+                  threads: int = 2, plot: bool = True) -> dict:
+    """Benchmark every case in a fresh process and write ``benchmark.json`` (and ``benchmark.png``).
+
+    Parameters
+    ----------
+    cases
+        Models and backends to measure.
+    smiles
+        Molecules: the first ``latency_molecules`` are timed one at a time; all of them are predicted
+        in batches of each size in ``batch_sizes`` for the throughput.
+    output_dir
+        Folder of the results (created).
+    threads
+        CPU threads for every case (torch and onnxruntime).
+    plot
+        Also draw latency and throughput (needs matplotlib).
+
+    Returns
+    -------
+    dict
+        ``{"machine": ..., "settings": ..., "results": [one dict per case]}``; a case that cannot run
+        (an ONNX export of a graph model, a missing onnxruntime) has an ``error`` entry instead.
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    results = []
+    context = multiprocessing.get_context("spawn")
+    for case in cases:
+        logger.info("benchmarking %s (%s backend)", case.label, case.backend)
+        with context.Pool(1) as pool:
+            result = pool.apply(_run_case_in_child,
+                                ((case, list(smiles), latency_molecules, list(batch_sizes), threads),))
+        if "error" in result:
+            logger.warning("%s (%s): %s", case.label, case.backend, result["error"])
+        else:
+            logger.info("%s", format_case(result))
+        results.append(result)
+    report = {"machine": machine_description(),
+              "settings": {"molecules": len(smiles), "latency_molecules": min(latency_molecules, len(smiles)),
+                           "batch_sizes": list(batch_sizes), "threads": threads},
+              "results": results}
+    with atomic_output(output_dir / "benchmark.json") as handle:
+        json.dump(report, handle, indent=2)
+    if plot:
+        plot_benchmark(report, output_dir / "benchmark.png")
+    return report
+
+
+def format_case(result: dict) -> str:
+    """One line per case: latency with featurisation, best throughput, memory and size."""
+    if "error" in result:
+        return f"{result['label']} ({result['backend']}): not run: {result['error']}"
+    latency = result["latency"]["with_featurization"]
+    best_size, best = max(result["throughput_mol_per_s"].items(), key=lambda item: item[1])
+    return (f"{result['label']} ({result['backend']}): single molecule p50 {latency['p50_ms']:.2f} ms, "
+            f"p95 {latency['p95_ms']:.2f} ms (model only p50 {result['latency']['model_only']['p50_ms']:.2f} ms); "
+            f"{best:,.0f} mol/s at batch {best_size}; peak RSS {result['peak_rss_mb']:.0f} MB; "
+            f"file {result['model_file_mb']:.1f} MB, {result['parameters'] / 1e6:.1f} M parameters")
+
+
+def plot_benchmark(report: dict, path: str | os.PathLike) -> Path:
+    """Draw single-molecule latency (p50 with p95 whiskers) and throughput per batch size to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    results = [result for result in report["results"] if "error" not in result]
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    labels = [f"{result['label']}\n{result['backend']}" for result in results]
+    p50 = [result["latency"]["with_featurization"]["p50_ms"] for result in results]
+    p95 = [result["latency"]["with_featurization"]["p95_ms"] for result in results]
+    model_only = [result["latency"]["model_only"]["p50_ms"] for result in results]
+    positions = np.arange(len(results))
+    left.bar(positions - 0.2, p50, 0.4, yerr=[np.zeros(len(p50)), np.subtract(p95, p50)], capsize=3,
+             label="with featurisation (p50, whisker p95)")
+    left.bar(positions + 0.2, model_only, 0.4, label="model only (p50)")
+    left.set_xticks(positions, labels, fontsize=8)
+    left.set_ylabel("ms per molecule, one at a time")
+    left.legend(fontsize=8)
+    for result, label in zip(results, labels):
+        sizes = [int(size) for size in result["throughput_mol_per_s"]]
+        right.plot(sizes, list(result["throughput_mol_per_s"].values()), marker="o", label=label.replace("\n", " "))
+    right.set_xscale("log", base=2)
+    right.set_xticks(report["settings"]["batch_sizes"], [str(size) for size in report["settings"]["batch_sizes"]])
+    right.set_xlabel("batch size")
+    right.set_ylabel("molecules per second (featurisation included)")
+    right.legend(fontsize=8)
+    machine = report["machine"]
+    figure.suptitle(f"{machine['cpu']}, threads: {report['settings']['threads']}", fontsize=9)
+    figure.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png", dpi=120)
+    plt.close(figure)
+    return path
