@@ -92,6 +92,11 @@ def _add_search(subparsers) -> None:
     parser.add_argument("--mz-power", type=float, default=None, help="cosine m/z weighting exponent")
     parser.add_argument("--intensity-power", type=float, default=None, help="cosine intensity weighting exponent")
     parser.add_argument("--max-mz", type=int, default=None, help="highest m/z compared (default 1000)")
+    parser.add_argument("--mass-window", type=float, default=None, metavar="DA",
+                        help="only library entries within DA of the query's nominal mass (MW / nominal_mass / "
+                             "exact_mass metadata; queries without a mass are compared with every entry)")
+    parser.add_argument("--library-block-size", type=int, default=100_000,
+                        help="library spectra read and scored at a time (default 100000; bounds memory)")
     parser.set_defaults(handler=_run_search)
 
 
@@ -103,6 +108,7 @@ def _run_search(args) -> int:
         mz_power=DEFAULT_MZ_POWER if args.mz_power is None else args.mz_power,
         intensity_power=DEFAULT_INTENSITY_POWER if args.intensity_power is None else args.intensity_power,
         max_mz=DEFAULT_MAX_MZ if args.max_mz is None else args.max_mz,
+        library_block_size=args.library_block_size, mass_window=args.mass_window,
     )
     result.to_tsv(args.output)
     print(f"{result.n_queries} queries searched against {result.n_library} library spectra; "

@@ -76,6 +76,22 @@ def _row_metadata(metadata: dict) -> dict:
     }
 
 
+def _nominal_mass(metadata: dict) -> float:
+    """Nominal molecular mass from ``nominal_mass`` (MSP ``MW``), else the rounded ``exact_mass`` or matchms's
+    ``parent_mass``; NaN if none is known."""
+    rounded = lambda value: float(round(float(value)))  # noqa: E731
+    for key, convert in (("nominal_mass", float), ("exact_mass", rounded), ("parent_mass", rounded)):
+        value = metadata.get(key)
+        if value not in (None, ""):
+            try:
+                mass = convert(value)
+            except (TypeError, ValueError):
+                continue
+            if np.isfinite(mass) and mass > 0:
+                return mass
+    return float("nan")
+
+
 def _as_record(item: Spectrum | SpectrumRecord) -> SpectrumRecord:
     if isinstance(item, SpectrumRecord):
         return item
@@ -105,6 +121,10 @@ class SpectralMatrix:
         unlike ``vectors`` it also marks peaks whose weight is 0, such as m/z 0 when ``mz_power > 0``).
     metadata
         One dict per row with the keys ``name``, ``inchikey``, ``smiles`` and ``spectrum_id`` (strings).
+    masses
+        Nominal molecular mass of each row (float64, NaN where unknown), from the ``nominal_mass`` metadata
+        (MSP ``MW``) or the rounded ``exact_mass`` or ``parent_mass``; used by the mass-window prefilter of
+        :func:`search_library`.
     max_mz, mz_power, intensity_power
         The settings the matrix was built with.
     """
@@ -117,6 +137,7 @@ class SpectralMatrix:
         max_mz: int = DEFAULT_MAX_MZ,
         mz_power: float = DEFAULT_MZ_POWER,
         intensity_power: float = DEFAULT_INTENSITY_POWER,
+        masses: np.ndarray | None = None,
     ) -> None:
         vectors = np.asarray(vectors, dtype=np.float32)
         peaks = np.asarray(peaks, dtype=bool)
@@ -129,6 +150,9 @@ class SpectralMatrix:
         self.vectors = vectors
         self.peaks = peaks
         self.metadata = list(metadata)
+        self.masses = np.full(len(self.metadata), np.nan) if masses is None else np.asarray(masses, dtype=np.float64)
+        if self.masses.shape != (len(self.metadata),):
+            raise ValueError(f"{self.masses.shape[0]} masses for {len(self.metadata)} spectra")
         self.max_mz = int(max_mz)
         self.mz_power = float(mz_power)
         self.intensity_power = float(intensity_power)
@@ -176,6 +200,7 @@ class SpectralMatrix:
         vector_blocks: list[np.ndarray] = []
         peak_blocks: list[np.ndarray] = []
         metadata: list[dict] = []
+        masses: list[float] = []
         block: list[SpectrumRecord] = []
 
         def flush() -> None:
@@ -187,6 +212,7 @@ class SpectralMatrix:
         for item in records:
             record = _as_record(item)
             metadata.append(_row_metadata(record.metadata))
+            masses.append(_nominal_mass(record.metadata))
             block.append(record)
             if len(block) >= _BUILD_BLOCK:
                 flush()
@@ -195,7 +221,7 @@ class SpectralMatrix:
         vectors = vector_blocks[0] if len(vector_blocks) == 1 else np.concatenate(vector_blocks)
         vector_blocks.clear()
         peaks = peak_blocks[0] if len(peak_blocks) == 1 else np.concatenate(peak_blocks)
-        return cls(vectors, peaks, metadata, max_mz, mz_power, intensity_power)
+        return cls(vectors, peaks, metadata, max_mz, mz_power, intensity_power, np.array(masses, dtype=np.float64))
 
     @classmethod
     def from_spectra(
@@ -404,14 +430,22 @@ def _count_matches(query_peaks: np.ndarray, library_peaks: np.ndarray, top: np.n
     return counts
 
 
+def _outside_mass_window(query_masses: np.ndarray, library_masses: np.ndarray, window: float) -> np.ndarray:
+    """``(n_queries, n_library)`` True where both masses are known and differ by more than ``window``."""
+    with np.errstate(invalid="ignore"):
+        return np.abs(query_masses[:, None] - library_masses[None, :]) > window
+
+
 def iter_search_blocks(
-    queries: SpectralMatrix, library: SpectralMatrix, top_k: int, block_size: int = 1024
+    queries: SpectralMatrix, library: SpectralMatrix, top_k: int, block_size: int = 1024,
+    mass_window: float | None = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
     """Score query blocks against the library.
 
     Yields ``(start, indices, scores, matched_peaks)`` per block of at most ``block_size`` queries, each
     array of shape ``(block, min(top_k, n_library))``. Memory is bounded by ``block_size * n_library``
-    float32 scores.
+    float32 scores. With ``mass_window``, library entries whose nominal mass differs from the query's by
+    more than the window score -1 (both masses must be known; see :attr:`SpectralMatrix.masses`).
     """
     if queries.settings != library.settings:
         raise ValueError(f"query settings {queries.settings} differ from library settings {library.settings}")
@@ -425,6 +459,8 @@ def iter_search_blocks(
             continue
         scores = queries.vectors[start:stop] @ library_t
         np.clip(scores, 0.0, 1.0, out=scores)
+        if mass_window is not None:
+            scores[_outside_mass_window(queries.masses[start:stop], library.masses, mass_window)] = -1.0
         # argpartition needs an int64 index array as large as its input: select in row chunks to bound memory.
         rows_per_chunk = max(1, _GATHER_ELEMENTS // max(1, scores.shape[1]))
         top = np.concatenate(
@@ -435,6 +471,40 @@ def iter_search_blocks(
         yield start, top, top_scores, matches
 
 
+def iter_library_blocks(
+    library: SpectraInput, block_entries: int, max_mz: int, mz_power: float, intensity_power: float
+) -> Iterator[SpectralMatrix]:
+    """The library as consecutive :class:`SpectralMatrix` blocks of at most ``block_entries`` spectra.
+
+    A file or an iterable is read once, block by block, so only one block is in memory at a time; a
+    :class:`SpectralMatrix` is yielded whole. An empty library gives one empty block.
+    """
+    if isinstance(library, SpectralMatrix):
+        yield _as_matrix(library, max_mz, mz_power, intensity_power, "library")
+        return
+    if isinstance(library, str | os.PathLike):
+        library = iter_records(library)
+    elif isinstance(library, Spectrum | SpectrumRecord):
+        library = [library]
+    block: list = []
+    yielded = False
+    for item in library:
+        block.append(item)
+        if len(block) >= block_entries:
+            yield SpectralMatrix.from_records(block, max_mz, mz_power, intensity_power)
+            yielded = True
+            block = []
+    if block or not yielded:
+        yield SpectralMatrix.from_records(block, max_mz, mz_power, intensity_power)
+
+
+def _merge_top_k(best: tuple[np.ndarray, ...], candidates: tuple[np.ndarray, ...], k: int) -> tuple[np.ndarray, ...]:
+    """Keep the ``k`` best of the running and the new hits per row (descending score, then ascending index)."""
+    indices, scores, matches = (np.concatenate([old, new], axis=1) for old, new in zip(best, candidates))
+    order = np.lexsort((indices, -scores), axis=1)[:, :k]
+    return tuple(np.take_along_axis(values, order, axis=1) for values in (indices, scores, matches))
+
+
 def search_library(
     queries: SpectraInput,
     library: SpectraInput,
@@ -443,6 +513,8 @@ def search_library(
     intensity_power: float = DEFAULT_INTENSITY_POWER,
     max_mz: int = DEFAULT_MAX_MZ,
     block_size: int = 1024,
+    library_block_size: int = 100_000,
+    mass_window: float | None = None,
 ) -> SearchResult:
     """Find the ``top_k`` most similar library spectra of every query (unit-resolution cosine).
 
@@ -451,6 +523,10 @@ def search_library(
     to nominal m/z first; peaks above ``max_mz`` are dropped. Queries or library spectra without peaks score
     0 against everything.
 
+    A library file or list is streamed in blocks of ``library_block_size`` spectra, keeping only the
+    running top ``k`` of every query and the metadata of those hits, so libraries far larger than memory
+    can be searched; the hits are the same as with the whole library in one block.
+
     Parameters
     ----------
     queries, library
@@ -458,14 +534,22 @@ def search_library(
         :class:`~matchms_neims.io.SpectrumRecord`, or a :class:`SpectralMatrix` (which must have been built
         with the same ``max_mz``, ``mz_power`` and ``intensity_power``).
     top_k
-        Number of hits per query; fewer when the library is smaller.
+        Number of hits per query; fewer when the library is smaller (or the mass window leaves fewer).
     mz_power, intensity_power
         Peak weighting ``mz**mz_power * intensity**intensity_power``. The defaults (1, 0.5) are the NEIMS
         library-matching weights; (0, 1) is the plain cosine.
     max_mz
         Highest nominal m/z considered.
     block_size
-        Queries scored per matrix product; memory is about ``4 * block_size * n_library`` bytes.
+        Queries scored per matrix product.
+    library_block_size
+        Library spectra binned and scored at a time. Memory is about ``5 * library_block_size * (max_mz + 1)``
+        bytes for the block plus ``4 * block_size * library_block_size`` for the scores.
+    mass_window
+        Prefilter: only library entries whose nominal molecular mass is within this many Da of the query's
+        can be hits. Applies where both masses are known (``nominal_mass``/MSP ``MW``, ``exact_mass`` or
+        ``parent_mass`` metadata, :attr:`SpectralMatrix.masses`); a query without a mass is compared with every entry.
+        ``None`` (default): no prefilter.
 
     Returns
     -------
@@ -474,30 +558,48 @@ def search_library(
     """
     if top_k < 0:
         raise ValueError(f"top_k must be >= 0, got {top_k}")
-    if block_size < 1:
-        raise ValueError(f"block_size must be >= 1, got {block_size}")
-    library_matrix = _as_matrix(library, max_mz, mz_power, intensity_power, "library")
+    if block_size < 1 or library_block_size < 1:
+        raise ValueError(f"block sizes must be >= 1, got {block_size} and {library_block_size}")
+    if mass_window is not None and mass_window < 0:
+        raise ValueError(f"mass_window must be >= 0, got {mass_window}")
     query_matrix = _as_matrix(queries, max_mz, mz_power, intensity_power, "query")
-    lib_meta = library_matrix.metadata
+    n_queries = len(query_matrix)
+    best = (np.zeros((n_queries, 0), dtype=np.int64), np.zeros((n_queries, 0)), np.zeros((n_queries, 0), np.int64))
+    hit_metadata: dict[int, dict] = {}
+    n_library = 0
+    for block in iter_library_blocks(library, library_block_size, max_mz, mz_power, intensity_power):
+        width = min(top_k, best[0].shape[1] + len(block))
+        merged = tuple(np.zeros((n_queries, width), dtype=part.dtype) for part in best)
+        for start, top, top_scores, matches in iter_search_blocks(query_matrix, block, top_k, block_size,
+                                                                  mass_window):
+            rows = slice(start, start + len(top))
+            for target, values in zip(merged, _merge_top_k(tuple(part[rows] for part in best),
+                                                           (top + n_library, top_scores, matches), top_k)):
+                target[rows] = values
+        for index in np.unique(merged[0]).tolist():
+            if index >= n_library:
+                hit_metadata[index] = block.metadata[index - n_library]
+        best = merged
+        n_library += len(block)
+        hit_metadata = {index: hit_metadata[index] for index in np.unique(best[0]).tolist()}
     hits: list[list[Hit]] = []
-    for _start, top, top_scores, matches in iter_search_blocks(query_matrix, library_matrix, top_k, block_size):
-        for indices, scores, counts in zip(top.tolist(), top_scores.tolist(), matches.tolist()):
-            row = []
-            for rank, (index, score, count) in enumerate(zip(indices, scores, counts), start=1):
-                meta = lib_meta[index]
-                row.append(
-                    Hit(
-                        rank=rank,
-                        library_index=index,
-                        score=score,
-                        matched_peaks=count,
-                        name=meta["name"],
-                        inchikey=meta["inchikey"],
-                        smiles=meta["smiles"],
-                        spectrum_id=meta["spectrum_id"],
-                    )
+    for indices, scores, counts in zip(*(part.tolist() for part in best)):
+        row = []
+        for index, score, count in zip(indices, scores, counts):
+            if score < 0:  # outside the mass window
+                break
+            meta = hit_metadata[index]
+            row.append(
+                Hit(
+                    rank=len(row) + 1,
+                    library_index=index,
+                    score=score,
+                    matched_peaks=count,
+                    name=meta["name"],
+                    inchikey=meta["inchikey"],
+                    smiles=meta["smiles"],
+                    spectrum_id=meta["spectrum_id"],
                 )
-            hits.append(row)
-    return SearchResult(
-        hits=hits, queries=list(query_matrix.metadata), n_queries=len(query_matrix), n_library=len(library_matrix)
-    )
+            )
+        hits.append(row)
+    return SearchResult(hits=hits, queries=list(query_matrix.metadata), n_queries=n_queries, n_library=n_library)

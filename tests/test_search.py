@@ -240,6 +240,54 @@ def test_records_are_accepted(spectra):
     assert search_library(queries, records, top_k=4).to_rows() == search_library(queries, library, top_k=4).to_rows()
 
 
+def _same_hits(rows: list[dict], expected: list[dict]) -> bool:
+    """Equal hit tables, scores to float32 rounding (matrix products of other shapes round differently)."""
+    assert len(rows) == len(expected)
+    for row, want in zip(rows, expected):
+        assert row["score"] == pytest.approx(want["score"], abs=1e-6)
+        assert {**row, "score": 0} == {**want, "score": 0}
+    return True
+
+
+@pytest.mark.parametrize("library_block_size", [1, 3, 7, 40])
+def test_streamed_library_blocks_give_the_same_hits(spectra, tmp_path, library_block_size):
+    queries, library = spectra
+    probe = library[17]
+    expected = search_library([probe, *queries], library, top_k=6).to_rows()
+    streamed = search_library([probe, *queries], library, top_k=6, library_block_size=library_block_size, block_size=5)
+    assert _same_hits(streamed.to_rows(), expected) and streamed.n_library == len(library)
+    path = tmp_path / "library.msp"
+    write_spectra(library, path, intensity_scale=None)
+    from_file = search_library([probe, *queries], path, top_k=6, library_block_size=library_block_size)
+    assert _same_hits(from_file.to_rows(), expected)
+    # ties across block borders are still broken by the library index
+    flat = [_spectrum([10.0 + i], [1.0], _metadata("lib", i)) for i in range(9)]
+    hits = search_library([_spectrum([99.0], [1.0], _metadata("q", 0))], flat, top_k=4, library_block_size=2).hits[0]
+    assert [hit.library_index for hit in hits] == [0, 1, 2, 3]
+
+
+def test_mass_window_prefilter(spectra):
+    queries, library = spectra
+    library = [spectrum.clone() for spectrum in library]
+    for i, spectrum in enumerate(library):
+        spectrum.set("nominal_mass", 100 + i)
+    library[5].set("nominal_mass", None)  # unknown mass: never filtered out
+    query = library[17].clone()
+    query.set("nominal_mass", 117)
+    no_mass = library[20].clone()
+    no_mass.set("nominal_mass", None)
+    result = search_library([query, no_mass], library, top_k=10, mass_window=1, library_block_size=8)
+    assert sorted(hit.library_index for hit in result.hits[0]) == [5, 16, 17, 18]
+    assert result.hits[0][0].library_index == 17 and [hit.rank for hit in result.hits[0]] == [1, 2, 3, 4]
+    assert len(result.hits[1]) == 10 and result.hits[1][0].library_index == 20
+    exact = library[17].clone()
+    exact.set("nominal_mass", None)
+    exact.set("exact_mass", 116.9)
+    assert [hit.library_index for hit in search_library([exact], library, top_k=2, mass_window=0).hits[0]] == [17, 5]
+    with pytest.raises(ValueError, match="mass_window"):
+        search_library([query], library, mass_window=-1)
+
+
 def test_to_tsv(spectra, tmp_path):
     queries, library = spectra
     result = search_library(queries, library, top_k=4)
