@@ -27,6 +27,9 @@ class DataConfig:
     cleaning: CleaningConfig = field(default_factory=CleaningConfig)
     batch_size: int = 64
     num_workers: int = 0
+    # keep each molecule's fingerprint in RAM after its first use (uint8, ~4-6 kB per molecule and per worker);
+    # false: featurise on every read, for datasets whose fingerprints do not fit (matchms-neims benchmark-memory)
+    memoize_features: bool = True
 
 
 @dataclass

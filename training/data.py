@@ -287,10 +287,14 @@ class LazyMassSpecDataset(Dataset):
         Optional :class:`training.soft_labels.SoftLabels`; items then also hold ``teacher_mean``,
         ``teacher_std``, ``teacher_embedding`` and ``has_teacher`` (0 for rows without a label and for
         13C-labelled samples, whose teacher label would be of the unlabelled molecule).
+    memoize_features
+        Keep each molecule's features after their first use (default); ``False`` featurises on every
+        read, so that only the metadata stays in RAM.
     """
 
     def __init__(self, cache_path: str | os.PathLike, split: str | None, featurizer: Featurizer,
-                 metadata: CacheMetadata | None = None, augmenter=None, soft_labels=None):
+                 metadata: CacheMetadata | None = None, augmenter=None, soft_labels=None,
+                 memoize_features: bool = True):
         self.cache_path = Path(cache_path)
         self.metadata = metadata or CacheMetadata(cache_path)
         self.indices = self.metadata.indices(split)
@@ -299,6 +303,7 @@ class LazyMassSpecDataset(Dataset):
         self.soft_labels = soft_labels
         self._handle: h5py.File | None = None
         self._feature_cache: dict[str, np.ndarray] = {}
+        self.memoize_features = memoize_features
         self._rng: np.random.Generator | None = None
 
     def __len__(self) -> int:
@@ -318,7 +323,8 @@ class LazyMassSpecDataset(Dataset):
         cached = self._feature_cache.get(smiles)
         if cached is None:
             cached = compact_features(self.featurizer.features_of_mol(parse_smiles(smiles)))
-            self._feature_cache[smiles] = cached
+            if self.memoize_features:
+                self._feature_cache[smiles] = cached
         return torch.from_numpy(cached.astype(np.float32)) if isinstance(cached, np.ndarray) else cached
 
     def _random(self) -> np.random.Generator:
@@ -416,7 +422,8 @@ class SpectraDataModule(L.LightningDataModule):
             train = split == "train"
             self.datasets[split] = LazyMassSpecDataset(cache, split, self.featurizer, metadata,
                                                        self.augmenter if train else None,
-                                                       self.soft_labels if train else None)
+                                                       self.soft_labels if train else None,
+                                                       self.config.memoize_features)
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self.datasets[split]
