@@ -37,6 +37,17 @@ def _add_predict(subparsers) -> None:
     parser.add_argument("--uncertainty", type=int, default=0, metavar="N",
                         help="models with MC-dropout (the teacher): average N stochastic passes and write a "
                              "prediction_uncertainty score per spectrum (default 0: off)")
+    sharding = parser.add_argument_group(
+        "sharded prediction", "with any of these options the molecules are predicted in shards through Lightning "
+                              "(Trainer.predict), one process per device, then merged into the output")
+    sharding.add_argument("--devices", default=None,
+                          help="processes per node: a number, or 'auto' (default 1 when sharding)")
+    sharding.add_argument("--num-nodes", type=int, default=None, help="nodes (default 1)")
+    sharding.add_argument("--accelerator", default="cpu", help="cpu (default), gpu or auto")
+    sharding.add_argument("--shard-size", type=int, default=None,
+                          help="molecules per shard, the unit of resumption (default 10000)")
+    sharding.add_argument("--resume", action="store_true",
+                          help="continue an interrupted sharded run: finished shards are kept")
     parser.set_defaults(handler=_run_predict)
 
 
@@ -50,6 +61,19 @@ def _run_predict(args) -> int:
         torch.set_num_threads(args.threads)
     predictor = NeimsPredictor(args.model, uncertainty_samples=args.uncertainty, backend=args.backend,
                                threads=args.threads)
+    if any(value is not None for value in (args.devices, args.num_nodes, args.shard_size)) or args.resume:
+        from matchms_neims.sharded import predict_sharded
+
+        devices = args.devices or 1
+        summary = predict_sharded(
+            args.input, args.output, predictor, args.format, int(devices) if str(devices).isdigit() else devices,
+            num_nodes=args.num_nodes or 1, accelerator=args.accelerator,
+            shard_size=10_000 if args.shard_size is None else args.shard_size, batch_size=args.batch_size,
+            chunk_size=args.chunk_size, errors_path=args.errors, min_relative_intensity=args.min_intensity,
+            resume=args.resume)
+        if summary is not None:  # global rank 0
+            print(summary)
+        return 0
     summary = build_library(args.input, args.output, file_format=args.format, predictor=predictor,
                             batch_size=args.batch_size, chunk_size=args.chunk_size, errors_path=args.errors,
                             min_relative_intensity=args.min_intensity)

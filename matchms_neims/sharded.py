@@ -1,0 +1,250 @@
+"""Library generation in shards over several processes, devices and nodes, resumable (``predict --devices N``).
+
+The molecule list is cut into consecutive shards of ``shard_size`` molecules. Lightning's
+``Trainer.predict`` runs one process per device (CPU processes or GPUs, on one or several nodes); rank ``r``
+of ``w`` predicts the shards ``i`` with ``i % w == r`` and writes each as a library file of its own,
+atomically, next to the output (``<output>.shards/``). When every shard is there, rank 0 concatenates them in
+order into the output and the per-shard error lists into the error report, and removes the shards.
+
+A shard counts as finished when its summary (``shard-N.json``, written after its library and error list)
+exists. A run that was killed is
+continued with ``resume=True``: finished shards are skipped, and the merged library is the same as that of
+an uninterrupted run. The shard folder keeps a manifest of the input, model and settings; resuming with
+others is refused.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from itertools import islice
+from pathlib import Path
+
+import lightning as L
+from torch.utils.data import DataLoader, IterableDataset
+
+from matchms_neims.library import LibrarySummary, build_library, read_molecules, write_errors
+from matchms_neims.predictor import NeimsPredictor
+from matchms_neims.utils import atomic_output
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class ShardJob:
+    """What a sharded prediction writes, and how."""
+
+    molecules: str
+    output: str
+    file_format: str
+    shard_size: int = 10_000
+    batch_size: int = 512
+    chunk_size: int = 4096
+    min_relative_intensity: float = 0.001
+
+    @property
+    def shard_dir(self) -> Path:
+        return Path(f"{self.output}.shards")
+
+    def shard_path(self, index: int) -> Path:
+        return self.shard_dir / f"shard-{index:06d}.{self.file_format}"
+
+    def errors_path(self, index: int) -> Path:
+        return self.shard_dir / f"shard-{index:06d}.errors.tsv"
+
+    def summary_path(self, index: int) -> Path:
+        return self.shard_dir / f"shard-{index:06d}.json"
+
+    def is_finished(self, index: int) -> bool:
+        return self.summary_path(index).is_file()
+
+
+def _input_identity(path: str) -> dict:
+    stat = os.stat(path)
+    return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _model_identity(predictor: NeimsPredictor) -> dict:
+    identity = {"name": predictor.model_name, "version": predictor.model_version, "backend": predictor.backend,
+                "uncertainty_samples": predictor.uncertainty_samples}
+    if predictor.model_path is not None:
+        digest = hashlib.sha256()
+        with open(predictor.model_path, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+        identity["sha256"] = digest.hexdigest()
+    return identity
+
+
+def manifest(job: ShardJob, predictor: NeimsPredictor) -> dict:
+    """The input file, model and settings the shards were made with."""
+    settings = asdict(job)
+    return {"input": _input_identity(job.molecules), "model": _model_identity(predictor),
+            "settings": {key: settings[key] for key in ("file_format", "shard_size", "min_relative_intensity")}}
+
+
+def prepare_shard_dir(job: ShardJob, predictor: NeimsPredictor, resume: bool) -> None:
+    """Create the shard folder with its manifest, or check it when resuming (a fresh run starts it over)."""
+    wanted = manifest(job, predictor)
+    path = job.shard_dir / MANIFEST
+    if resume and path.is_file():
+        found = json.loads(path.read_text())
+        if found != wanted:
+            changed = sorted(key for key in wanted if found.get(key) != wanted[key])
+            raise ValueError(f"cannot resume {job.output}: the {', '.join(changed)} differ from those of the "
+                             f"unfinished run in {job.shard_dir}; run without --resume to start over")
+        logger.info("resuming: %d finished shards in %s", len(list(job.shard_dir.glob("shard-*.json"))),
+                    job.shard_dir)
+        return
+    if job.shard_dir.exists():
+        shutil.rmtree(job.shard_dir)
+    job.shard_dir.mkdir(parents=True)
+    with atomic_output(path) as handle:
+        json.dump(wanted, handle, indent=2)
+
+
+class ShardStream(IterableDataset):
+    """``(shard_index, molecules)`` of the shards of one rank, read in one pass over the molecule file.
+
+    Finished shards are skipped (their molecules are still read past). After a full pass ``n_shards`` holds
+    the number of shards of the whole file.
+    """
+
+    def __init__(self, job: ShardJob, rank: int = 0, world_size: int = 1):
+        self.job = job
+        self.rank = rank
+        self.world_size = world_size
+        self.n_shards: int | None = None
+
+    def __iter__(self) -> Iterator[tuple[int, list]]:
+        molecules = read_molecules(self.job.molecules)
+        index = 0
+        while shard := list(islice(molecules, self.job.shard_size)):
+            if index % self.world_size == self.rank and not self.job.is_finished(index):
+                yield index, shard
+            index += 1
+        self.n_shards = index
+
+
+class ShardPredictor(L.LightningModule):
+    """Lightning wrapper: ``predict_step`` predicts one shard and writes it (library and error list)."""
+
+    def __init__(self, predictor: NeimsPredictor, job: ShardJob):
+        super().__init__()
+        self.predictor = predictor
+        self.model = predictor.loaded.model  # a submodule, so that Lightning moves it to this rank's device
+        self.job = job
+        self.stream: ShardStream | None = None
+
+    def predict_dataloader(self) -> DataLoader:
+        self.stream = ShardStream(self.job, self.global_rank, self.trainer.world_size)
+        return DataLoader(self.stream, batch_size=None)
+
+    def on_predict_start(self) -> None:
+        self.predictor.device = self.device
+
+    def predict_step(self, batch, batch_idx: int) -> dict:
+        index, molecules = batch
+        summary = build_library(molecules, self.job.shard_path(index), self.job.file_format, self.predictor,
+                                self.job.batch_size, self.job.chunk_size, self.job.errors_path(index),
+                                self.job.min_relative_intensity, progress=False)
+        counts = {"n_input": summary.n_input, "n_written": summary.n_written}
+        with atomic_output(self.job.summary_path(index)) as handle:
+            json.dump(counts, handle)
+        logger.info("rank %d: shard %d: %d of %d molecules predicted", self.global_rank, index, summary.n_written,
+                    summary.n_input)
+        return {"shard": index, **counts}
+
+    def on_predict_end(self) -> None:
+        self.trainer.strategy.barrier("shards written")
+
+
+def merge_shards(job: ShardJob, n_shards: int, errors_path: str | os.PathLike | None = None) -> LibrarySummary:
+    """Concatenate the shards in order into the output (atomically) and their errors into ``errors_path``.
+
+    Raises
+    ------
+    ValueError
+        When a shard is missing (its process failed): rerun with ``resume=True``.
+    """
+    missing = [index for index in range(n_shards) if not job.is_finished(index)]
+    if missing:
+        raise ValueError(f"{len(missing)} of {n_shards} shards are missing in {job.shard_dir} (first: {missing[0]}); "
+                         "rerun with --resume to predict them")
+    errors: list[tuple[str, str, str]] = []
+    n_input = n_written = 0
+    with atomic_output(job.output) as output:
+        for index in range(n_shards):
+            with open(job.shard_path(index), encoding="utf-8") as shard:
+                shutil.copyfileobj(shard, output, 1 << 20)
+            with open(job.errors_path(index), encoding="utf-8", newline="") as handle:
+                errors.extend(tuple(row) for row in list(csv.reader(handle, delimiter="\t"))[1:])
+            counts = json.loads(job.summary_path(index).read_text())
+            n_input += counts["n_input"]
+            n_written += counts["n_written"]
+    if errors_path is not None:
+        errors_path = write_errors(errors, errors_path)
+    shutil.rmtree(job.shard_dir)
+    return LibrarySummary(n_input=n_input, n_written=n_written, n_failed=n_input - n_written, output=Path(job.output),
+                          errors_path=errors_path, errors=errors, file_format=job.file_format)
+
+
+def predict_sharded(molecules: str | os.PathLike, output: str | os.PathLike, predictor: NeimsPredictor,
+                    file_format: str | None = None, devices: int | str = 1, num_nodes: int = 1,
+                    accelerator: str = "cpu", shard_size: int = 10_000, batch_size: int = 512, chunk_size: int = 4096,
+                    errors_path: str | os.PathLike | None = None, min_relative_intensity: float = 0.001,
+                    resume: bool = False, progress: bool = True) -> LibrarySummary | None:
+    """Predict a library in shards with Lightning over ``devices`` x ``num_nodes`` processes, then merge.
+
+    Parameters
+    ----------
+    molecules
+        Molecule file (any format :func:`~matchms_neims.library.read_molecules` reads).
+    output
+        Library to write (MSP or MGF).
+    predictor
+        The model; every process gets a copy on its device.
+    devices, num_nodes, accelerator
+        Lightning's ``Trainer`` settings: ``devices=4, accelerator="gpu"`` runs four GPUs;
+        ``accelerator="cpu"`` with ``devices=N`` runs N CPU processes (DDP).
+    shard_size
+        Molecules per shard: the unit of work, of output files and of resumption.
+    resume
+        Continue an interrupted run: finished shards are kept (the input, model and settings must match).
+
+    Returns
+    -------
+    LibrarySummary or None
+        The summary on global rank 0; ``None`` on the other ranks.
+    """
+    from matchms_neims.io import detect_format
+
+    start = time.perf_counter()
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+    file_format = (file_format or detect_format(output)).lower()
+    job = ShardJob(str(molecules), str(output), file_format, shard_size, batch_size, chunk_size,
+                   min_relative_intensity)
+    if not Path(job.molecules).is_file():
+        raise FileNotFoundError(f"molecule file not found: {job.molecules}")
+    module = ShardPredictor(predictor, job)
+    trainer = L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
+                        use_distributed_sampler=False)
+    if trainer.is_global_zero:  # before the other ranks of this node are launched, or join the process group
+        prepare_shard_dir(job, predictor, resume)
+    trainer.predict(module, return_predictions=False)
+    if not trainer.is_global_zero:
+        return None
+    summary = merge_shards(job, module.stream.n_shards, errors_path)
+    summary.elapsed = time.perf_counter() - start
+    return summary

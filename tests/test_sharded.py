@@ -1,0 +1,86 @@
+"""Sharded library generation through Lightning: same library as one pass, resumable, refuses a changed job."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import matchms_neims.sharded as sharded
+from matchms_neims.cli import main
+from matchms_neims.io import iter_records
+from matchms_neims.predictor import NeimsPredictor
+
+SMILES = ["CCO", "c1ccccc1O", "CC(=O)OC", "bad(", "CCCCCCN", "ClC(Cl)Cl", "CC(C)CC(=O)O", "c1ccncc1", "CCOCC",
+          "C1CCCCC1", "O=C=O"]
+
+
+@pytest.fixture
+def molecules(tmp_path):
+    path = tmp_path / "molecules.smi"
+    path.write_text("".join(f"{smiles}\tm{i}\n" for i, smiles in enumerate(SMILES)))
+    return path
+
+
+def _predict(molecules, output, model, **options):
+    predictor = NeimsPredictor(model, batch_size=2)
+    return sharded.predict_sharded(molecules, output, predictor, shard_size=3, batch_size=2, progress=False,
+                                   errors_path=output.with_suffix(".errors.tsv"), **options)
+
+
+def test_sharded_library_has_every_good_molecule_in_order(molecules, tmp_path, tiny_model_path):
+    output = tmp_path / "library.msp"
+    summary = _predict(molecules, output, tiny_model_path)
+    names = [record.metadata["compound_name"] for record in iter_records(output)]
+    assert names == [f"m{i}" for i, smiles in enumerate(SMILES) if smiles != "bad("]
+    assert (summary.n_input, summary.n_written, summary.n_failed) == (len(SMILES), len(SMILES) - 1, 1)
+    errors = output.with_suffix(".errors.tsv").read_text().splitlines()
+    assert errors[0] == "record\tsmiles\treason" and len(errors) == 2 and "line 4" in errors[1]
+    assert not (tmp_path / "library.msp.shards").exists()
+
+
+def test_interrupted_run_resumes_to_the_same_library(molecules, tmp_path, tiny_model_path, monkeypatch):
+    reference = tmp_path / "reference.msp"
+    _predict(molecules, reference, tiny_model_path)
+    output = tmp_path / "library.msp"
+    real_build = sharded.build_library
+    built = []
+
+    def interrupted(molecule_list, path, *args, **kwargs):
+        if "shard-000002" in str(path):
+            raise RuntimeError("killed")
+        built.append(str(path))
+        return real_build(molecule_list, path, *args, **kwargs)
+
+    monkeypatch.setattr(sharded, "build_library", interrupted)
+    with pytest.raises(RuntimeError, match="killed"):
+        _predict(molecules, output, tiny_model_path)
+    assert not output.exists() and len(built) == 2
+    shard_dir = tmp_path / "library.msp.shards"
+    assert sorted(path.name for path in shard_dir.glob("*.json")) == ["manifest.json", "shard-000000.json",
+                                                                    "shard-000001.json"]
+    monkeypatch.setattr(sharded, "build_library", real_build)
+    with pytest.raises(ValueError, match="settings differ"):  # another job in the same folder
+        _predict(molecules, output, tiny_model_path, min_relative_intensity=0.01, resume=True)
+    summary = _predict(molecules, output, tiny_model_path, resume=True)
+    assert output.read_bytes() == reference.read_bytes()
+    assert summary.n_written == len(SMILES) - 1
+    assert output.with_suffix(".errors.tsv").read_text() == reference.with_suffix(".errors.tsv").read_text()
+
+
+def test_fresh_run_starts_over(molecules, tmp_path, tiny_model_path):
+    output = tmp_path / "library.msp"
+    stale = tmp_path / "library.msp.shards"
+    stale.mkdir()
+    (stale / "shard-000000.json").write_text(json.dumps({"n_input": 99, "n_written": 99}))
+    summary = _predict(molecules, output, tiny_model_path)
+    assert summary.n_input == len(SMILES)
+
+
+def test_predict_command_with_devices(molecules, tmp_path, tiny_model_path, capsys):
+    output = tmp_path / "library.mgf"
+    assert main(["predict", str(molecules), "-o", str(output), "--model", str(tiny_model_path), "--devices", "1",
+                 "--shard-size", "4", "--errors", str(tmp_path / "errors.tsv")]) == 0
+    assert "Predicted 10 of 11 molecules" in capsys.readouterr().out
+    assert sum(1 for _ in iter_records(output)) == 10
+    assert main(["predict", str(molecules), "-o", str(output), "--shard-size", "0"]) == 2
