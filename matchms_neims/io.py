@@ -11,10 +11,12 @@ quoted peak annotations (``41 999 "C3H5+"``), CRLF line endings and records whos
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -79,8 +81,11 @@ class SpectrumFileError(ValueError):
     """A spectrum file or one of its records cannot be read."""
 
 
-def _parse_peak_line(line: str, mz_out: list, int_out: list, comments: dict, where: str) -> None:
-    """Parse one MSP peak line that may hold several pairs and quoted comments."""
+def _parse_peak_line(line: str, mz_out: list, int_out: list, comments: dict, where: Callable[[], str]) -> None:
+    """Parse one MSP peak line that may hold several pairs and quoted comments.
+
+    ``where()`` names the file, line and record in an error message (built only when one is raised).
+    """
     if '"' in line or "'" in line:
         # Attach every comment to the pair written just before it.
         position = 0
@@ -94,11 +99,11 @@ def _parse_peak_line(line: str, mz_out: list, int_out: list, comments: dict, whe
         _parse_numbers(line, mz_out, int_out, where)
 
 
-def _parse_numbers(text: str, mz_out: list, int_out: list, where: str) -> None:
+def _parse_numbers(text: str, mz_out: list, int_out: list, where: Callable[[], str]) -> None:
     text = text.replace(":", " ")  # GOLM style "mz:intensity"
     numbers = _NUMBER.findall(text)
     if len(numbers) % 2:
-        raise SpectrumFileError(f"{where}: odd number of values in peak line {text.strip()!r}")
+        raise SpectrumFileError(f"{where()}: odd number of values in peak line {text.strip()!r}")
     for i in range(0, len(numbers), 2):
         mz_out.append(float(numbers[i]))
         int_out.append(float(numbers[i + 1]))
@@ -112,6 +117,22 @@ def _parse_comment_pairs(value: str, metadata: dict) -> None:
     for key, pair_value in _COMMENT_PAIR.findall(value):
         key = _MSP_KEY_ALIASES.get(key.strip().lower(), key.strip().lower().replace(" ", "_"))
         metadata.setdefault(key, pair_value.strip())
+
+
+def _simple_pair(line: str) -> tuple[float, float] | None:
+    """The pair of a plain ``"mz intensity"`` peak line (the common case, parsed fast); ``None`` for others."""
+    parts = line.split()
+    if len(parts) != 2:
+        return None
+    try:
+        pair = float(parts[0]), float(parts[1])
+    except ValueError:
+        return None
+    return pair if math.isfinite(pair[0]) and math.isfinite(pair[1]) else None
+
+
+def _where(path: Path, line_number: int, metadata: dict) -> str:
+    return f"{path.name}:{line_number} (record {metadata.get('compound_name', '?')!r})"
 
 
 def _finish_record(metadata: dict, mz: list, intensities: list, comments: dict) -> SpectrumRecord:
@@ -154,8 +175,12 @@ def iter_msp(path: str | os.PathLike) -> Iterator[SpectrumRecord]:
                 in_peaks, expected_peaks = False, -1
                 continue
             if in_peaks and (expected_peaks < 0 or len(mz) < expected_peaks) and not line.lower().startswith("name:"):
-                where = f"{path.name}:{line_number} (record {metadata.get('compound_name', '?')!r})"
-                _parse_peak_line(line, mz, intensities, comments, where)
+                pair = _simple_pair(line)
+                if pair is None:
+                    _parse_peak_line(line, mz, intensities, comments, partial(_where, path, line_number, metadata))
+                else:
+                    mz.append(pair[0])
+                    intensities.append(pair[1])
                 continue
             key, sep, value = line.partition(":")
             if not sep:
@@ -222,8 +247,7 @@ def iter_mgf(path: str | os.PathLike) -> Iterator[SpectrumRecord]:
                     metadata["compound_name"] = value.strip()
                 metadata[_MSP_KEY_ALIASES.get(key, key)] = value.strip()
                 continue
-            where = f"{path.name}:{line_number} (record {metadata.get('compound_name', '?')!r})"
-            _parse_peak_line(line, mz, intensities, comments, where)
+            _parse_peak_line(line, mz, intensities, comments, partial(_where, path, line_number, metadata))
 
 
 def detect_format(path: str | os.PathLike) -> str:

@@ -2,7 +2,8 @@
 
 They measure the targets of the end-to-end issue on this machine: predicting the 23,199 NIST 17
 molecules (< 90 s, peak memory < 3 GB) and searching 1,000 MassBank spectra against a 25,000-entry
-library (< 15 s, scores equal to matchms CosineGreedy).
+library (< 15 s, scores equal to matchms CosineGreedy); and the search target of the deployment issue:
+1,000 queries against 1,000,000 predicted entries in under 5 minutes and 4 GB.
 """
 
 from __future__ import annotations
@@ -86,3 +87,35 @@ def test_search_1000_queries_against_25000(nist17_library, tmp_path):
         assert float(row["score"]) == pytest.approx(float(expected["score"]), abs=1e-5)
         assert int(row["matched_peaks"]) == int(expected["matches"])
     assert np.isfinite([float(r["score"]) for r in rows]).all()
+
+
+def _cli_peak_rss(*args: str) -> tuple[float, float]:
+    """Run a command in a fresh interpreter; its wall time (s) and its own peak RSS (GB)."""
+    code = ("import resource, sys; from matchms_neims.cli import main; code = main(sys.argv[1:]); "
+            "print('PEAK_RSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)")
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    peak_kb = next(int(line.split()[1]) for line in done.stdout.splitlines() if line.startswith("PEAK_RSS_KB"))
+    return elapsed, peak_kb / 1024**2
+
+
+def test_search_1000_queries_against_1m_predicted_entries(nist17_library, tmp_path):
+    """1,000 MassBank queries vs 1,000,000 entries (the predicted NIST 17 library repeated): < 5 min, < 4 GB."""
+    text = nist17_library[0].read_text(encoding="utf-8")
+    records = [record for record in text.split("\n\n") if record.strip()]
+    library = tmp_path / "library_1m.msp"
+    n_entries = 1_000_000
+    with open(library, "w", encoding="utf-8") as handle:
+        for start in range(0, n_entries, len(records)):
+            handle.write("\n\n".join(records[: min(len(records), n_entries - start)]) + "\n\n")
+    queries = tmp_path / "queries.msp"
+    write_spectra(list(islice(iter_records(SHARED_DATA / "massbank_ei.msp"), 1000)), queries)
+    hits = tmp_path / "hits.tsv"
+    elapsed, peak_gb = _cli_peak_rss("search", str(queries), str(library), "-o", str(hits), "--top-k", "10")
+    print(f"\nsearch: 1000 queries x {n_entries:,} library spectra in {elapsed:.1f} s, peak RSS {peak_gb:.2f} GB")
+    rows = list(csv.DictReader(hits.open(), delimiter="\t"))
+    assert len(rows) == 10000
+    assert max(int(row["library_index"]) for row in rows) < n_entries
+    assert elapsed < 300
+    assert peak_gb < 4
