@@ -40,7 +40,7 @@ class BenchmarkCase:
     model
         Model file; ``None`` for the bundled model.
     backend
-        ``"torch"`` or ``"onnx"`` (:class:`~matchms_neims.predictor.NeimsPredictor`).
+        ``"torch"``, ``"onnx"`` or ``"onnx-int8"`` (:class:`~matchms_neims.predictor.NeimsPredictor`).
     """
 
     label: str
@@ -137,7 +137,21 @@ def run_case(case: BenchmarkCase, smiles: Sequence[str], latency_molecules: int 
     result["throughput_mol_per_s"] = {str(size): batch_throughput(predictor, list(smiles), size)
                                       for size in batch_sizes}
     result["peak_rss_mb"] = peak_rss_mb()
+    if case.backend != "torch":  # after the memory peak: the reference model would add to it
+        result["cosine_to_torch"] = cosine_to_torch(predictor, list(smiles[:latency_molecules]))
     return result
+
+
+def cosine_to_torch(predictor, smiles: Sequence[str]) -> dict[str, float]:
+    """Mean and minimum sqrt-intensity cosine (``cosine_sqrt``) of a predictor's spectra to the torch backend's."""
+    from matchms_neims.metrics import COSINE_WEIGHTINGS, paired_cosine
+    from matchms_neims.predictor import NeimsPredictor
+
+    reference = NeimsPredictor(predictor.loaded)
+    batch = predictor.predict_batch(smiles)
+    expected = reference.predict_batch(smiles).vectors
+    cosines = paired_cosine(batch.vectors, expected, *COSINE_WEIGHTINGS["sqrt"])
+    return {"mean": float(np.mean(cosines)), "min": float(np.min(cosines))}
 
 
 def _run_case_in_child(arguments: tuple) -> dict:

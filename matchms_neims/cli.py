@@ -31,9 +31,10 @@ def _add_predict(subparsers) -> None:
     parser.add_argument("--min-intensity", type=float, default=0.001,
                         help="drop predicted peaks below this fraction of the base peak (default 0.001)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: the backend's choice)")
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+    parser.add_argument("--backend", choices=("torch", "onnx", "onnx-int8"), default="torch",
                         help="run fingerprint models with PyTorch (default) or onnxruntime (pip install "
-                             "'matchms-neims[onnx]'; checked against PyTorch when loaded)")
+                             "'matchms-neims[onnx]'; checked against PyTorch when loaded), optionally with "
+                             "int8-quantised weights (faster, spectra close to but not equal to PyTorch's)")
     parser.add_argument("--uncertainty", type=int, default=0, metavar="N",
                         help="models with MC-dropout (the teacher): average N stochastic passes and write a "
                              "prediction_uncertainty score per spectrum (default 0: off)")
@@ -149,7 +150,8 @@ def _add_benchmark(subparsers) -> None:
     parser.add_argument("-o", "--output-dir", required=True, help="folder of benchmark.json and benchmark.png")
     parser.add_argument("--model", action="append", default=[], metavar="LABEL=PATH",
                         help="model to measure, repeatable (default: the bundled model as 'bundled')")
-    parser.add_argument("--backend", nargs="+", choices=("torch", "onnx"), default=["torch", "onnx"],
+    parser.add_argument("--backend", nargs="+", choices=("torch", "onnx", "onnx-int8"),
+                        default=["torch", "onnx", "onnx-int8"],
                         help="backends to measure (default: both; graph models run with torch only)")
     parser.add_argument("--n-molecules", type=int, default=2048, help="molecules predicted for throughput")
     parser.add_argument("--latency-molecules", type=int, default=300, help="molecules timed one at a time")

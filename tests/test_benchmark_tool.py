@@ -76,3 +76,10 @@ def test_benchmark_command_rejects_a_model_without_label(tmp_path):
     molecules = tmp_path / "molecules.smi"
     molecules.write_text("CCO\n")
     assert main(["benchmark", str(molecules), "-o", str(tmp_path / "out"), "--model", "model.pt"]) == 2
+
+
+def test_onnx_cases_report_their_cosine_to_torch(tiny_model_path):
+    pytest.importorskip("onnxruntime")
+    result = run_case(BenchmarkCase("tiny", str(tiny_model_path), "onnx-int8"), SMILES, latency_molecules=5,
+                      batch_sizes=[4], threads=1)
+    assert 0.98 < result["cosine_to_torch"]["min"] <= result["cosine_to_torch"]["mean"] <= 1.0 + 1e-6

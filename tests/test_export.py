@@ -109,3 +109,34 @@ def test_onnx_backend_predicts_like_torch(student_path, tmp_path):
     molecules.write_text("CCO ethanol\nc1ccccc1O phenol\n")
     assert main(["predict", str(molecules), "-o", str(library), "--backend", "onnx", "--model", str(student_path)]) == 0
     assert library.read_text().count("Num Peaks") == 2
+
+
+def test_int8_backend_is_close_to_torch_and_checked(student_path, monkeypatch):
+    from matchms_neims import export
+    from matchms_neims.metrics import paired_cosine
+
+    smiles = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "ClCCl", "CCCCCCCCCC(=O)OC"]
+    for model in (student_path, None):
+        reference = NeimsPredictor(model).predict_batch(smiles)
+        int8 = NeimsPredictor(model, backend="onnx-int8", threads=1).predict_batch(smiles)
+        cosines = paired_cosine(int8.vectors, reference.vectors, 1.0, 0.5)
+        assert cosines.min() > 0.98
+    # a quantised model that drifts too far is refused
+    monkeypatch.setattr(export, "_quantized_int8", lambda model_bytes: _scrambled(model_bytes))
+    with pytest.raises(ValueError, match="int8 ONNX version"):
+        NeimsPredictor(student_path, backend="onnx-int8")
+
+
+def _scrambled(model_bytes: bytes) -> bytes:
+    """The model with every float weight replaced by noise (what a broken quantisation could give)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(model_bytes)
+    rng = np.random.default_rng(0)
+    for index, tensor in enumerate(model.graph.initializer):
+        values = numpy_helper.to_array(tensor)
+        if values.dtype == np.float32 and values.size > 100:
+            model.graph.initializer[index].CopyFrom(
+                numpy_helper.from_array(rng.normal(size=values.shape).astype(np.float32), tensor.name))
+    return model.SerializeToString()
