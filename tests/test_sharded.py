@@ -84,3 +84,35 @@ def test_predict_command_with_devices(molecules, tmp_path, tiny_model_path, caps
     assert "Predicted 10 of 11 molecules" in capsys.readouterr().out
     assert sum(1 for _ in iter_records(output)) == 10
     assert main(["predict", str(molecules), "-o", str(output), "--shard-size", "0"]) == 2
+
+
+def test_sigkill_then_resume_gives_the_uninterrupted_library(tmp_path, tiny_model_path):
+    """A predict process killed with SIGKILL mid-run and restarted with --resume writes the same bytes."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    molecules = tmp_path / "many.smi"
+    molecules.write_text("".join(f"{'C' * (1 + i % 30)}O\tm{i}\n" if i % 97 else "bad(\n" for i in range(3000)))
+    command = [sys.executable, "-m", "matchms_neims.cli", "predict", str(molecules), "--model", str(tiny_model_path),
+               "--shard-size", "100", "--batch-size", "16"]
+    reference = tmp_path / "reference.msp"
+    subprocess.run([*command, "-o", str(reference), "--errors", str(tmp_path / "reference.tsv")], check=True,
+                   capture_output=True)
+    output = tmp_path / "library.msp"
+    process = subprocess.Popen([*command, "-o", str(output), "--errors", str(tmp_path / "errors.tsv")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shard_dir = tmp_path / "library.msp.shards"
+    deadline = time.monotonic() + 120
+    while len(list(shard_dir.glob("shard-*.json"))) < 3 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not output.exists(), "killed before the merge"
+    finished = len(list(shard_dir.glob("shard-*.json")))
+    assert 3 <= finished < 30
+    subprocess.run([*command, "-o", str(output), "--errors", str(tmp_path / "errors.tsv"), "--resume"], check=True,
+                   capture_output=True)
+    assert output.read_bytes() == reference.read_bytes()
+    assert (tmp_path / "errors.tsv").read_text() == (tmp_path / "reference.tsv").read_text()
