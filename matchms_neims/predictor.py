@@ -22,7 +22,7 @@ from matchms_neims.spectra import normalize_base_peak, vector_to_peaks
 
 logger = logging.getLogger(__name__)
 
-BUNDLED_MODEL_FILE = "neims_baseline.pt"
+BUNDLED_MODEL_FILE = "neims_student.pt"
 MAX_LOGGED_ERRORS = 10  # per batch; all errors are returned to the caller
 BACKENDS = ("torch", "onnx", "onnx-int8")
 

@@ -59,17 +59,20 @@ def test_student_export_matches_pytorch_with_expert_weights(student_path, tmp_pa
 
 
 @pytest.mark.parametrize("file_format", ["onnx", "torchscript"])
-def test_bundled_baseline_export_through_the_cli(tmp_path, file_format, capsys):
-    output = tmp_path / f"baseline{SUFFIX[file_format]}"
-    format_option = ["--format", "torchscript"] if file_format == "torchscript" else []
-    assert main(["export", "-o", str(output), *format_option]) == 0
-    assert f"{file_format} model written to" in capsys.readouterr().out
-    loaded = load_model(bundled_model_path())
-    fingerprint, mass = reference_inputs(loaded)
-    (spectrum,) = run_exported(output, file_format, fingerprint.numpy()[:5], mass.numpy()[:5])
-    with torch.no_grad():
-        np.testing.assert_allclose(spectrum, loaded.model(fingerprint[:5], mass[:5]).numpy(), atol=1e-4)
-    assert read_export_metadata(output, file_format)["outputs"] == ["spectrum"]
+def test_bundled_models_export_through_the_cli(tmp_path, file_format, capsys):
+    baseline = bundled_model_path().with_name("neims_baseline.pt")
+    for model, outputs in ((None, ["spectrum", "expert_weights"]), (baseline, ["spectrum"])):  # student, baseline
+        output = tmp_path / f"model{SUFFIX[file_format]}"
+        format_option = ["--format", "torchscript"] if file_format == "torchscript" else []
+        model_option = ["--model", str(model)] if model else []
+        assert main(["export", "-o", str(output), *format_option, *model_option]) == 0
+        assert f"{file_format} model written to" in capsys.readouterr().out
+        loaded = load_model(model or bundled_model_path())
+        fingerprint, mass = reference_inputs(loaded)
+        exported = run_exported(output, file_format, fingerprint.numpy()[:5], mass.numpy()[:5])
+        with torch.no_grad():
+            np.testing.assert_allclose(exported[0], loaded.model(fingerprint[:5], mass[:5]).numpy(), atol=1e-4)
+        assert read_export_metadata(output, file_format)["outputs"] == outputs
 
 
 def test_refusals_leave_no_file(student_path, tmp_path):
@@ -93,7 +96,7 @@ def test_refusals_leave_no_file(student_path, tmp_path):
 
 def test_onnx_backend_predicts_like_torch(student_path, tmp_path):
     smiles = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "nonsense", "ClCCl"]
-    for model in (student_path, None):  # the tiny student (expert weights) and the bundled baseline
+    for model in (student_path, None):  # the tiny student and the bundled student (both with expert weights)
         reference = NeimsPredictor(model).predict_batch(smiles)
         onnx = NeimsPredictor(model, backend="onnx", threads=1).predict_batch(smiles)
         assert [m.smiles for m in onnx.molecules] == [m.smiles for m in reference.molecules] and len(onnx.errors) == 1

@@ -76,4 +76,6 @@ def test_bundled_model_predicts_ethanol():
     peaks = predictor.predict("CCO")
     top = peaks["mz"][np.argsort(peaks["intensity"])[::-1][:3]]
     assert 31 in top  # CH2OH+, the base peak of ethanol's EI spectrum
-    assert predictor.model_name == "neims-baseline"
+    assert predictor.model_name == "neims-student"
+    weights = peaks["expert_weights"]  # the bundled student is a mixture of experts
+    assert weights.shape == (4,) and (weights > 0).sum() == 2 and weights.sum() == pytest.approx(1, abs=1e-3)
