@@ -152,7 +152,7 @@ def _add_benchmark(subparsers) -> None:
                         help="model to measure, repeatable (default: the bundled model as 'bundled')")
     parser.add_argument("--backend", nargs="+", choices=("torch", "onnx", "onnx-int8"),
                         default=["torch", "onnx", "onnx-int8"],
-                        help="backends to measure (default: both; graph models run with torch only)")
+                        help="backends to measure (default: all three; graph models run with torch only)")
     parser.add_argument("--n-molecules", type=int, default=2048, help="molecules predicted for throughput")
     parser.add_argument("--latency-molecules", type=int, default=300, help="molecules timed one at a time")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 4, 16, 64, 256, 1024])

@@ -76,11 +76,14 @@ def _row_metadata(metadata: dict) -> dict:
     }
 
 
+def _rounded(value) -> float:
+    return float(round(float(value)))
+
+
 def _nominal_mass(metadata: dict) -> float:
     """Nominal molecular mass from ``nominal_mass`` (MSP ``MW``), else the rounded ``exact_mass`` or matchms's
     ``parent_mass``; NaN if none is known."""
-    rounded = lambda value: float(round(float(value)))  # noqa: E731
-    for key, convert in (("nominal_mass", float), ("exact_mass", rounded), ("parent_mass", rounded)):
+    for key, convert in (("nominal_mass", float), ("exact_mass", _rounded), ("parent_mass", _rounded)):
         value = metadata.get(key)
         if value not in (None, ""):
             try:

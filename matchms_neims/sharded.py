@@ -7,10 +7,9 @@ atomically, next to the output (``<output>.shards/``). When every shard is there
 order into the output and the per-shard error lists into the error report, and removes the shards.
 
 A shard counts as finished when its summary (``shard-N.json``, written after its library and error list)
-exists. A run that was killed is
-continued with ``resume=True``: finished shards are skipped, and the merged library is the same as that of
-an uninterrupted run. The shard folder keeps a manifest of the input, model and settings; resuming with
-others is refused.
+exists. A run that was killed is continued with ``resume=True``: finished shards are skipped, and the
+merged library is the same as that of an uninterrupted run. The shard folder keeps a manifest of the
+input, model and settings; resuming with others is refused.
 """
 
 from __future__ import annotations
@@ -86,10 +85,15 @@ def _model_identity(predictor: NeimsPredictor) -> dict:
 
 
 def manifest(job: ShardJob, predictor: NeimsPredictor) -> dict:
-    """The input file, model and settings the shards were made with."""
+    """The input file, model and settings the shards were made with.
+
+    The batch and chunk sizes are part of it: they decide which molecules share a forward pass, and so
+    the last bit of rounding of the spectra.
+    """
     settings = asdict(job)
     return {"input": _input_identity(job.molecules), "model": _model_identity(predictor),
-            "settings": {key: settings[key] for key in ("file_format", "shard_size", "min_relative_intensity")}}
+            "settings": {key: settings[key] for key in ("file_format", "shard_size", "batch_size", "chunk_size",
+                                                             "min_relative_intensity")}}
 
 
 def prepare_shard_dir(job: ShardJob, predictor: NeimsPredictor, resume: bool) -> None:
