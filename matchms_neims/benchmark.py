@@ -154,8 +154,17 @@ def cosine_to_torch(predictor, smiles: Sequence[str]) -> dict[str, float]:
     return {"mean": float(np.mean(cosines)), "min": float(np.min(cosines))}
 
 
-def _run_case_in_child(arguments: tuple) -> dict:
-    case, smiles, latency_molecules, batch_sizes, threads = arguments
+def run_in_fresh_process(function, *arguments):
+    """``function(*arguments)`` in a new interpreter (spawned), so that its memory peak and caches are its own.
+
+    ``function`` must be importable at module level, and its arguments and result picklable.
+    """
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, arguments)
+
+
+def _run_case_in_child(case: BenchmarkCase, smiles: list[str], latency_molecules: int, batch_sizes: list[int],
+                       threads: int) -> dict:
     os.environ["OMP_NUM_THREADS"] = str(threads)
     logging.basicConfig(level=logging.WARNING)
     try:
@@ -229,12 +238,10 @@ def run_benchmark(cases: Sequence[BenchmarkCase], smiles: Sequence[str], output_
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    context = multiprocessing.get_context("spawn")
     for case in cases:
         logger.info("benchmarking %s (%s backend)", case.label, case.backend)
-        with context.Pool(1) as pool:
-            result = pool.apply(_run_case_in_child,
-                                ((case, list(smiles), latency_molecules, list(batch_sizes), threads),))
+        result = run_in_fresh_process(_run_case_in_child, case, list(smiles), latency_molecules, list(batch_sizes),
+                                      threads)
         if "error" in result:
             logger.warning("%s (%s): %s", case.label, case.backend, result["error"])
         else:

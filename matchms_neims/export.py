@@ -28,6 +28,7 @@ from torch import nn
 
 from matchms_neims.checkpoint import LoadedModel, load_model
 from matchms_neims.chemistry import MoleculeError
+from matchms_neims.metrics import paired_cosine
 from matchms_neims.models import is_mixture_of_experts
 from matchms_neims.predictor import bundled_model_path
 from matchms_neims.utils import atomic_path
@@ -150,15 +151,14 @@ def _quantized_int8(model_bytes: bytes) -> bytes:
 
 
 def _spectrum_cosines(module: ExportableModel, run, fingerprint: torch.Tensor, mass: torch.Tensor) -> np.ndarray:
-    """Cosine per reference molecule of the module's and ``run``'s spectra, NEIMS weighting (m/z * sqrt intensity)."""
+    """Cosine per reference molecule of the module's and ``run``'s spectra, NEIMS weighting (m/z * sqrt intensity).
+
+    The outputs are sqrt intensities already, so they are weighted by ``m/z ** 1 * value ** 1``.
+    """
     with torch.no_grad():
         expected = module(fingerprint, mass)
-    expected = (expected[0] if isinstance(expected, tuple) else expected).numpy().clip(0)
-    actual = run(fingerprint.numpy(), mass.numpy())[0].clip(0)
-    weights = np.arange(expected.shape[1], dtype=np.float64)
-    expected, actual = expected * weights, actual * weights
-    norms = np.linalg.norm(expected, axis=1) * np.linalg.norm(actual, axis=1)
-    return (expected * actual).sum(axis=1) / np.maximum(norms, 1e-12)
+    expected = (expected[0] if isinstance(expected, tuple) else expected).numpy()
+    return paired_cosine(run(fingerprint.numpy(), mass.numpy())[0], expected, mz_power=1.0, intensity_power=1.0)
 
 
 def onnx_session(loaded: LoadedModel, threads: int = 0, opset: int = 17, tolerance: float = 1e-4,

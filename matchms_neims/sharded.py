@@ -15,7 +15,6 @@ input, model and settings; resuming with others is refused.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import logging
 import os
@@ -31,7 +30,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from matchms_neims.library import LibrarySummary, build_library, read_molecules, write_errors
 from matchms_neims.predictor import NeimsPredictor
-from matchms_neims.utils import atomic_output
+from matchms_neims.utils import atomic_output, file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -76,11 +75,7 @@ def _model_identity(predictor: NeimsPredictor) -> dict:
     identity = {"name": predictor.model_name, "version": predictor.model_version, "backend": predictor.backend,
                 "uncertainty_samples": predictor.uncertainty_samples}
     if predictor.model_path is not None:
-        digest = hashlib.sha256()
-        with open(predictor.model_path, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                digest.update(chunk)
-        identity["sha256"] = digest.hexdigest()
+        identity["sha256"] = file_sha256(predictor.model_path)
     return identity
 
 

@@ -1,8 +1,9 @@
-"""Small helpers shared across the package: atomic file output and quiet matchms logging."""
+"""Small helpers shared across the package: atomic file output, quiet matchms logging, file hashes."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import tempfile
@@ -72,3 +73,12 @@ def quiet_matchms(level: int = logging.ERROR) -> Iterator[None]:
         yield
     finally:
         matchms_logger.setLevel(previous)
+
+
+def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -19,13 +19,12 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import multiprocessing
 import os
-import resource
 from dataclasses import dataclass
 
 import numpy as np
 
+from matchms_neims.benchmark import peak_rss_mb, run_in_fresh_process
 from matchms_neims.utils import atomic_output
 
 MODES = ("in_memory", "lazy_memoized", "lazy")
@@ -110,7 +109,7 @@ def current_rss_bytes() -> int:
         with open("/proc/self/statm") as handle:
             return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return int(peak_rss_mb() * 1024**2)
 
 
 def load_and_measure(mode: str, cache_path: str, featurizer_config: dict, n_spectra: int) -> dict:
@@ -150,18 +149,10 @@ def load_and_measure(mode: str, cache_path: str, featurizer_config: dict, n_spec
             "bytes_per_spectrum": grown / max(1, len(rows))}
 
 
-def _measure_in_child(arguments: tuple) -> dict:
-    return load_and_measure(*arguments)
-
-
 def benchmark(cache_path: str, featurizer_config: dict, n_spectra: int, modes=MODES) -> list[dict]:
     """:func:`load_and_measure` for each mode, each in a fresh process."""
-    context = multiprocessing.get_context("spawn")
-    results = []
-    for mode in modes:
-        with context.Pool(1) as pool:
-            results.append(pool.apply(_measure_in_child, ((mode, str(cache_path), featurizer_config, n_spectra),)))
-    return results
+    return [run_in_fresh_process(load_and_measure, mode, str(cache_path), featurizer_config, n_spectra)
+            for mode in modes]
 
 
 def format_plan(plan: MemoryPlan, measured: list[dict] | None = None) -> str:

@@ -28,6 +28,7 @@ from matchms_neims.cleaning import clean_spectra
 from matchms_neims.featurize import Featurizer
 from matchms_neims.io import iter_records
 from matchms_neims.spectra import spectrum_to_vector
+from matchms_neims.utils import file_sha256
 from training.config import DataConfig
 
 logger = logging.getLogger(__name__)
@@ -110,14 +111,6 @@ def assign_splits(molecule_keys: list[str], smiles: list[str] | None = None, met
 
 
 # ------------------------------------------------------------------------------------------ cache
-
-def file_sha256(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
 
 def cache_fingerprint(config: DataConfig, source_hash: str) -> str:
     """Everything that changes the cache content: source hash, cleaning, binning and split settings."""
