@@ -41,11 +41,15 @@ class BenchmarkCase:
         Model file; ``None`` for the bundled model.
     backend
         ``"torch"``, ``"onnx"`` or ``"onnx-int8"`` (:class:`~matchms_neims.predictor.NeimsPredictor`).
+    featurize_workers
+        Featurisation worker processes (``NeimsPredictor(featurize_workers=...)``); they take their cores
+        from the case's threads, so the model gets ``threads - featurize_workers`` (at least 1).
     """
 
     label: str
     model: str | None
     backend: str = "torch"
+    featurize_workers: int = 0
 
 
 def latency_summary(milliseconds: Sequence[float]) -> dict[str, float]:
@@ -87,18 +91,19 @@ def single_molecule_latency(predictor, smiles: Sequence[str]) -> dict[str, dict[
 
 
 def batch_throughput(predictor, smiles: Sequence[str], batch_size: int) -> float:
-    """Molecules per second of :meth:`NeimsPredictor.predict_batch` on ``smiles`` in batches of ``batch_size``.
+    """Molecules per second of one :meth:`NeimsPredictor.predict_batch` call with model batches of ``batch_size``.
 
-    Featurisation is included; one warm-up batch comes first.
+    Featurisation is included. The call gets ``max(2048, 256 * batch_size)`` molecules (at most all of
+    ``smiles``), so that large batches come many times, as in a library build; a warm-up call of two
+    batches comes first (it also starts featurisation workers).
     """
     previous = predictor.batch_size
     predictor.batch_size = batch_size
     try:
-        predictor.predict_batch(smiles[:batch_size])  # warm-up at this batch shape
+        predictor.predict_batch(smiles[: 2 * batch_size])  # warm-up at this batch shape
+        molecules = list(smiles[: max(2048, 256 * batch_size)])
         start = time.perf_counter()
-        done = 0
-        for begin in range(0, len(smiles), batch_size):
-            done += len(predictor.predict_batch(smiles[begin : begin + batch_size]).vectors)
+        done = len(predictor.predict_batch(molecules).vectors)
         elapsed = time.perf_counter() - start
     finally:
         predictor.batch_size = previous
@@ -124,19 +129,23 @@ def run_case(case: BenchmarkCase, smiles: Sequence[str], latency_molecules: int 
 
     from matchms_neims.predictor import NeimsPredictor, bundled_model_path
 
-    torch.set_num_threads(threads)
+    model_threads = max(1, threads - case.featurize_workers)
+    torch.set_num_threads(model_threads)
     start = time.perf_counter()
-    predictor = NeimsPredictor(case.model, backend=case.backend, threads=threads)
+    predictor = NeimsPredictor(case.model, backend=case.backend, threads=model_threads,
+                               featurize_workers=case.featurize_workers)
     load_s = time.perf_counter() - start
     path = Path(case.model) if case.model else bundled_model_path()
     parameters = sum(p.numel() for p in predictor.loaded.model.parameters())
     result = {**asdict(case), "model_name": predictor.model_name, "model_class": predictor.loaded.model_class,
               "model_file_mb": path.stat().st_size / 1e6, "parameters": parameters,
-              "fp32_size_mb": parameters * 4 / 1e6, "threads": threads, "load_s": load_s}
+              "fp32_size_mb": parameters * 4 / 1e6, "threads": threads, "model_threads": model_threads,
+              "load_s": load_s}
     result["latency"] = single_molecule_latency(predictor, list(smiles[:latency_molecules]))
     result["throughput_mol_per_s"] = {str(size): batch_throughput(predictor, list(smiles), size)
                                       for size in batch_sizes}
-    result["peak_rss_mb"] = peak_rss_mb()
+    result["peak_rss_mb"] = peak_rss_mb()  # of this process; featurisation workers are not counted
+    predictor.close()
     if case.backend != "torch":  # after the memory peak: the reference model would add to it
         result["cosine_to_torch"] = cosine_to_torch(predictor, list(smiles[:latency_molecules]))
     return result
@@ -239,11 +248,11 @@ def run_benchmark(cases: Sequence[BenchmarkCase], smiles: Sequence[str], output_
     output_dir.mkdir(parents=True, exist_ok=True)
     results = []
     for case in cases:
-        logger.info("benchmarking %s (%s backend)", case.label, case.backend)
+        logger.info("benchmarking %s", case_name(asdict(case)))
         result = run_in_fresh_process(_run_case_in_child, case, list(smiles), latency_molecules, list(batch_sizes),
                                       threads)
         if "error" in result:
-            logger.warning("%s (%s): %s", case.label, case.backend, result["error"])
+            logger.warning("%s: %s", case_name(result), result["error"])
         else:
             logger.info("%s", format_case(result))
         results.append(result)
@@ -258,13 +267,19 @@ def run_benchmark(cases: Sequence[BenchmarkCase], smiles: Sequence[str], output_
     return report
 
 
+def case_name(result: dict) -> str:
+    """``label (backend[, N featurize workers])`` of a case or its result."""
+    workers = result.get("featurize_workers", 0)
+    return f"{result['label']} ({result['backend']}{f', {workers} featurize workers' if workers else ''})"
+
+
 def format_case(result: dict) -> str:
     """One line per case: latency with featurisation, best throughput, memory and size."""
     if "error" in result:
-        return f"{result['label']} ({result['backend']}): not run: {result['error']}"
+        return f"{case_name(result)}: not run: {result['error']}"
     latency = result["latency"]["with_featurization"]
     best_size, best = max(result["throughput_mol_per_s"].items(), key=lambda item: item[1])
-    return (f"{result['label']} ({result['backend']}): single molecule p50 {latency['p50_ms']:.2f} ms, "
+    return (f"{case_name(result)}: single molecule p50 {latency['p50_ms']:.2f} ms, "
             f"p95 {latency['p95_ms']:.2f} ms (model only p50 {result['latency']['model_only']['p50_ms']:.2f} ms); "
             f"{best:,.0f} mol/s at batch {best_size}; peak RSS {result['peak_rss_mb']:.0f} MB; "
             f"file {result['model_file_mb']:.1f} MB, {result['parameters'] / 1e6:.1f} M parameters")
@@ -279,7 +294,7 @@ def plot_benchmark(report: dict, path: str | os.PathLike) -> Path:
 
     results = [result for result in report["results"] if "error" not in result]
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    labels = [f"{result['label']}\n{result['backend']}" for result in results]
+    labels = [case_name(result).replace(" (", "\n(") for result in results]
     p50 = [result["latency"]["with_featurization"]["p50_ms"] for result in results]
     p95 = [result["latency"]["with_featurization"]["p95_ms"] for result in results]
     model_only = [result["latency"]["model_only"]["p50_ms"] for result in results]

@@ -2,14 +2,18 @@
 
 A model file is a ``torch.save`` of a plain dict::
 
-    {"format": "matchms-neims-model", "version": 1, "model_class": "NeimsMLP",
-     "model_config": {...}, "featurizer": {...}, "metadata": {...}, "state_dict": {...}}
+    {"format": "matchms-neims-model", "version": 2, "model_class": "NeimsMLP",
+     "model_config": {...}, "featurizer": {...}, "metadata": {...}, "state_dict": {...}, "sha256": "..."}
 
-It is loaded with ``torch.load(weights_only=True)``, so opening a model file never runs code.
+It is loaded with ``torch.load(weights_only=True)``, so opening a model file never runs code. ``sha256``
+(format version 2) is a digest of everything else in the file; a file whose content no longer matches it
+(changed weights or settings) is refused. Version 1 files (no digest) still load.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +26,9 @@ from matchms_neims.models import get_model_class
 from matchms_neims.utils import atomic_path
 
 FORMAT_NAME = "matchms-neims-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Payload entries covered by the ``sha256`` digest.
+_DIGESTED_KEYS = ("format", "version", "model_class", "model_config", "featurizer", "metadata")
 
 
 class CheckpointError(ValueError):
@@ -38,6 +44,29 @@ class LoadedModel:
     model_class: str
     model_config: dict
     metadata: dict = field(default_factory=dict)
+
+
+def _update_with_tensors(digest, state_dict: dict) -> None:
+    for key in sorted(state_dict):
+        tensor = state_dict[key].detach().cpu().contiguous()
+        digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+
+
+def state_dict_digest(state_dict: dict) -> str:
+    """SHA-256 of every tensor's name, dtype, shape and bytes (in name order)."""
+    digest = hashlib.sha256()
+    _update_with_tensors(digest, state_dict)
+    return digest.hexdigest()
+
+
+def payload_digest(payload: dict) -> str:
+    """SHA-256 of a model file's settings (canonical JSON) and of its tensors (see :func:`state_dict_digest`)."""
+    digest = hashlib.sha256()
+    settings = {key: payload.get(key) for key in _DIGESTED_KEYS}
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    _update_with_tensors(digest, payload["state_dict"])
+    return digest.hexdigest()
 
 
 def save_model(path: str | os.PathLike, model: nn.Module, model_config: dict, featurizer: Featurizer,
@@ -77,6 +106,7 @@ def save_model(path: str | os.PathLike, model: nn.Module, model_config: dict, fe
         "metadata": dict(metadata or {}),
         "state_dict": state_dict,
     }
+    payload["sha256"] = payload_digest(payload)
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
@@ -98,6 +128,12 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> L
     if payload.get("version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{path} has format version {payload['version']}; this matchms-neims reads up to "
                               f"{FORMAT_VERSION}. Upgrade matchms-neims.")
+    missing = [key for key in ("model_class", "model_config", "featurizer", "state_dict") if key not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: the model file lacks {', '.join(missing)}")
+    if payload.get("version", 0) >= 2 and payload.get("sha256") != payload_digest(payload):
+        raise CheckpointError(f"{path}: the content does not match the file's sha256 digest: the file was changed "
+                              "after it was written (tampered or corrupted); refusing to load it")
     try:
         model_class = get_model_class(payload["model_class"])
     except KeyError as error:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from functools import cache
 
 from rdkit import Chem, RDLogger
 from rdkit.Chem import rdMolDescriptors
@@ -13,6 +15,7 @@ RDLogger.DisableLog("rdApp.*")
 _PERIODIC_TABLE = Chem.GetPeriodicTable()
 _LARGEST_FRAGMENT = rdMolStandardize.LargestFragmentChooser(preferOrganic=True)
 _UNCHARGER = rdMolStandardize.Uncharger()
+_DUMMY_ATOM = Chem.MolFromSmarts("[#0]")
 
 
 class MoleculeError(ValueError):
@@ -22,6 +25,9 @@ class MoleculeError(ValueError):
         self.record = record
         self.reason = reason
         super().__init__(f"{record}: {reason}")
+
+    def __reduce__(self):  # picklable with its two arguments (errors come back from featurisation workers)
+        return type(self), (self.record, self.reason)
 
 
 @dataclass(frozen=True)
@@ -67,24 +73,36 @@ def parse_smiles(smiles: str, record: str = "molecule", keep_largest_fragment: b
     mol = Chem.MolFromSmiles(text)
     if mol is None:
         raise MoleculeError(record, f"unparsable SMILES {text!r}")
-    if keep_largest_fragment and len(Chem.GetMolFrags(mol)) > 1:
+    if keep_largest_fragment and "." in text and len(Chem.GetMolFrags(mol)) > 1:  # "." separates fragments
         mol = _LARGEST_FRAGMENT.choose(mol)
         mol = _UNCHARGER.uncharge(mol)
     if mol.GetNumHeavyAtoms() == 0 and mol.GetNumAtoms() == 0:
         raise MoleculeError(record, f"SMILES {text!r} has no atoms")
-    if any(atom.GetAtomicNum() == 0 for atom in mol.GetAtoms()):
+    if mol.HasSubstructMatch(_DUMMY_ATOM):
         raise MoleculeError(record, f"SMILES {text!r} has wildcard or dummy atoms")
     return mol
 
 
+#: One element of a formula written by ``CalcMolFormula(mol, separateIsotopes=True)``: ``[13C]``, ``Cl`` + count.
+_FORMULA_TOKEN = re.compile(r"(?:\[(\d+)([A-Z][a-z]?)\]|([A-Z][a-z]?))(\d*)")
+
+
+@cache
+def _most_common_isotope(symbol: str) -> int:
+    return _PERIODIC_TABLE.GetMostCommonIsotope(_PERIODIC_TABLE.GetAtomicNumber(symbol))
+
+
 def nominal_mass(mol: Chem.Mol) -> int:
-    """Nominal mass: sum of the mass numbers of the most abundant isotope of each atom (labels respected)."""
+    """Nominal mass: sum of the mass numbers of the most abundant isotope of each atom (labels respected).
+
+    Read from the formula with separated isotopes (one RDKit call instead of a Python loop over the atoms).
+    """
     total = 0
-    for atom in mol.GetAtoms():
-        isotope = atom.GetIsotope()
-        total += isotope if isotope else _PERIODIC_TABLE.GetMostCommonIsotope(atom.GetAtomicNum())
-        total += atom.GetTotalNumHs()  # implicit and explicit hydrogens, 1H
-    return int(total)
+    for isotope, _, symbol, count in _FORMULA_TOKEN.findall(
+            rdMolDescriptors.CalcMolFormula(mol, True, False)):
+        mass_number = int(isotope) if isotope else _most_common_isotope(symbol)
+        total += mass_number * (int(count) if count else 1)
+    return total
 
 
 def describe(mol: Chem.Mol) -> MoleculeInfo:

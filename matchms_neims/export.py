@@ -29,7 +29,7 @@ from torch import nn
 from matchms_neims.checkpoint import LoadedModel, load_model
 from matchms_neims.chemistry import MoleculeError
 from matchms_neims.metrics import paired_cosine
-from matchms_neims.models import is_mixture_of_experts
+from matchms_neims.models import deterministic_outputs, is_mixture_of_experts
 from matchms_neims.predictor import bundled_model_path
 from matchms_neims.utils import atomic_path
 
@@ -52,10 +52,8 @@ class ExportableModel(nn.Module):
         self.has_expert_weights = is_mixture_of_experts(model)
 
     def forward(self, fingerprint: torch.Tensor, nominal_mass: torch.Tensor):
-        if self.has_expert_weights:
-            output = self.model.forward_with_details(fingerprint, nominal_mass)
-            return output.spectrum, output.expert_weights
-        return self.model(fingerprint, nominal_mass)
+        outputs = deterministic_outputs(self.model, fingerprint, nominal_mass)
+        return outputs if self.has_expert_weights else outputs[0]
 
 
 def output_names(loaded: LoadedModel) -> list[str]:

@@ -14,9 +14,8 @@ import logging
 import math
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -81,29 +80,110 @@ class SpectrumFileError(ValueError):
     """A spectrum file or one of its records cannot be read."""
 
 
-def _parse_peak_line(line: str, mz_out: list, int_out: list, comments: dict, where: Callable[[], str]) -> None:
-    """Parse one MSP peak line that may hold several pairs and quoted comments.
+#: Largest m/z a reader accepts; a peak beyond it (or below 0) marks the record as bad.
+MAX_READ_MZ = 100_000.0
+#: Skipped records logged one by one per file; the rest are counted in one line at the end of the file.
+MAX_LOGGED_PROBLEMS = 10
 
-    ``where()`` names the file, line and record in an error message (built only when one is raised).
+
+@dataclass(frozen=True)
+class RecordProblem:
+    """A record a reader skipped: the file, the line of the problem, the record's name and the reason."""
+
+    file: str
+    line: int
+    record: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line} (record {self.record!r}): {self.reason}"
+
+
+class _Problems:
+    """Reports the skipped records of one file: to the caller's list, to the log, or raised."""
+
+    def __init__(self, path: Path, collected: list | None, on_error: str):
+        if on_error not in ("skip", "raise"):
+            raise ValueError("on_error must be 'skip' or 'raise'")
+        self.path = path
+        self.collected = collected
+        self.on_error = on_error
+        self.count = 0
+
+    def report(self, problem: RecordProblem) -> None:
+        if self.on_error == "raise":
+            raise SpectrumFileError(str(problem))
+        self.count += 1
+        if self.collected is not None:
+            self.collected.append(problem)
+        if self.count <= MAX_LOGGED_PROBLEMS:
+            logger.warning("skipped %s", problem)
+
+    def close(self) -> None:
+        if self.count > MAX_LOGGED_PROBLEMS:
+            logger.warning("%s: skipped %d bad records in all", self.path.name, self.count)
+
+
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of a text file: UTF-8 (a BOM is dropped), UTF-16 with a BOM, and lines that are
+    not valid UTF-8 read as Windows-1252 (latin-1 for its five undefined bytes), logged once per file."""
+    with open(path, "rb") as handle:
+        start = handle.read(4)
+    if start.startswith((b"\xff\xfe", b"\xfe\xff")):
+        with open(path, encoding="utf-16") as handle:
+            yield from enumerate(handle, start=1)
+        return
+    warned = False
+    with open(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                yield line_number, raw.decode("utf-8")
+            except UnicodeDecodeError:
+                if not warned:
+                    logger.warning("%s:%d: not UTF-8; such lines are read as Windows-1252", path.name, line_number)
+                    warned = True
+                try:
+                    yield line_number, raw.decode("cp1252")
+                except UnicodeDecodeError:
+                    yield line_number, raw.decode("latin-1")
+
+
+def _parse_peak_line(line: str, mz_out: list, int_out: list, comments: dict) -> None:
+    """Parse one peak line that may hold several pairs and quoted comments.
+
+    Raises
+    ------
+    ValueError
+        For text that is not a number outside the quotes, or an odd number of values.
     """
     if '"' in line or "'" in line:
         # Attach every comment to the pair written just before it.
         position = 0
         for match in _QUOTED.finditer(line):
-            _parse_numbers(line[position : match.start()], mz_out, int_out, where)
+            _parse_numbers(line[position : match.start()], mz_out, int_out)
             if mz_out:
                 comments[mz_out[-1]] = match.group(0)[1:-1]
             position = match.end()
-        _parse_numbers(line[position:], mz_out, int_out, where)
+        _parse_numbers(line[position:], mz_out, int_out)
     else:
-        _parse_numbers(line, mz_out, int_out, where)
+        _parse_numbers(line, mz_out, int_out)
 
 
-def _parse_numbers(text: str, mz_out: list, int_out: list, where: Callable[[], str]) -> None:
+_NOT_A_NUMBER = re.compile(r"(?:[-+]?(?:nan|inf|infinity))+", re.IGNORECASE)
+#: Characters that may separate the numbers of a peak line; anything else but numbers is an error.
+_DROP_PEAK_SEPARATORS = str.maketrans("", "", " \t;,:()[]")
+
+
+def _parse_numbers(text: str, mz_out: list, int_out: list) -> None:
     text = text.replace(":", " ")  # GOLM style "mz:intensity"
     numbers = _NUMBER.findall(text)
+    leftover = _NUMBER.sub(" ", text).translate(_DROP_PEAK_SEPARATORS)
+    if leftover and _NOT_A_NUMBER.fullmatch(leftover):
+        raise ValueError(f"NaN or infinite value in peak line {text.strip()[:80]!r}")
+    if leftover:
+        raise ValueError(f"non-numeric text {leftover[:20]!r} in peak line {text.strip()[:80]!r}")
     if len(numbers) % 2:
-        raise SpectrumFileError(f"{where()}: odd number of values in peak line {text.strip()!r}")
+        raise ValueError(f"odd number of values in peak line {text.strip()!r}")
     for i in range(0, len(numbers), 2):
         mz_out.append(float(numbers[i]))
         int_out.append(float(numbers[i + 1]))
@@ -131,8 +211,77 @@ def _simple_pair(line: str) -> tuple[float, float] | None:
     return pair if math.isfinite(pair[0]) and math.isfinite(pair[1]) else None
 
 
-def _where(path: Path, line_number: int, metadata: dict) -> str:
-    return f"{path.name}:{line_number} (record {metadata.get('compound_name', '?')!r})"
+class _RecordBuilder:
+    """The record being read: metadata, peaks, the line it starts on and the first problem found in it."""
+
+    def __init__(self, start_line: int = 0):
+        self.start_line = start_line
+        self.metadata: dict = {}
+        self.mz: list = []
+        self.intensities: list = []
+        self.comments: dict = {}
+        self.in_peaks = False
+        self.expected_peaks = -1
+        self.problem: tuple[int, str] | None = None  # (line, reason)
+
+    def __bool__(self) -> bool:
+        return bool(self.metadata or self.mz or self.problem)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("compound_name") or self.metadata.get("title") or f"starting on line "
+                   f"{self.start_line}")
+
+    def fail(self, line_number: int, reason: str) -> None:
+        if self.problem is None:
+            self.problem = (line_number, reason)
+
+    def add_peak_line(self, line_number: int, line: str) -> None:
+        if self.problem is not None:
+            return
+        pair = _simple_pair(line)
+        if pair is not None:
+            self.mz.append(pair[0])
+            self.intensities.append(pair[1])
+            return
+        try:
+            _parse_peak_line(line, self.mz, self.intensities, self.comments)
+        except ValueError as error:
+            self.fail(line_number, str(error))
+
+    def finish(self, path: Path, problems: _Problems, end_line: int, truncated: bool = False
+               ) -> SpectrumRecord | None:
+        """The record, or ``None`` after reporting why it is skipped."""
+        if self.problem is None and truncated:
+            self.fail(end_line, truncated_reason(self))
+        if self.problem is None:
+            record = _finish_record(self.metadata, self.mz, self.intensities, self.comments)
+            reason = peak_problem(record.mz, record.intensities)
+            if reason is None:
+                return record
+            self.fail(self.start_line, reason)
+        line, reason = self.problem
+        problems.report(RecordProblem(path.name, line, self.name, reason))
+        return None
+
+
+def truncated_reason(builder: _RecordBuilder) -> str:
+    if builder.expected_peaks >= 0:
+        return (f"truncated: the file ends after {len(builder.mz)} of the {builder.expected_peaks} peaks "
+                "that Num Peaks announces")
+    return "truncated: the file ends inside the record"
+
+
+def peak_problem(mz: np.ndarray, intensities: np.ndarray) -> str | None:
+    """Why peaks cannot be used (NaN or infinite values, negative intensities, m/z out of range), or ``None``."""
+    if not (np.isfinite(mz).all() and np.isfinite(intensities).all()):
+        return "NaN or infinite m/z or intensity"
+    if intensities.size and intensities.min() < 0:
+        return f"negative intensity {intensities.min():g} at m/z {mz[np.argmin(intensities)]:g}"
+    if mz.size and (mz[0] < 0 or mz[-1] > MAX_READ_MZ):
+        bad = mz[0] if mz[0] < 0 else mz[-1]
+        return f"m/z {bad:g} outside 0..{MAX_READ_MZ:g}"
+    return None
 
 
 def _finish_record(metadata: dict, mz: list, intensities: list, comments: dict) -> SpectrumRecord:
@@ -144,110 +293,148 @@ def _finish_record(metadata: dict, mz: list, intensities: list, comments: dict) 
     return SpectrumRecord(metadata=metadata, mz=mz_array, intensities=int_array, peak_comments=comments)
 
 
-def iter_msp(path: str | os.PathLike) -> Iterator[SpectrumRecord]:
-    """Stream the records of an MSP file.
+def _looks_like_peaks(line: str) -> bool:
+    """Whether a line outside a peak list is one (a record without ``Num Peaks``): it parses as peaks."""
+    if not (line[0].isdigit() or line[0] == "."):
+        return False
+    try:
+        _parse_peak_line(line, [], [], {})
+    except ValueError:
+        return False
+    return True
+
+
+def iter_msp(path: str | os.PathLike, problems: list[RecordProblem] | None = None, on_error: str = "skip"
+             ) -> Iterator[SpectrumRecord]:
+    """Stream the records of an MSP file, skipping bad records.
 
     Parameters
     ----------
     path
         MSP file (NIST export, MassBank, MoNA, or this package's own output).
+    problems
+        A list that receives a :class:`RecordProblem` for every skipped record.
+    on_error
+        ``"skip"`` (default): log and skip bad records and go on; ``"raise"``: raise
+        :class:`SpectrumFileError` at the first one.
 
     Yields
     ------
     SpectrumRecord
-        One per record, in file order. A malformed peak line raises :class:`SpectrumFileError`
-        naming the file, the line number and the record.
+        One per good record, in file order. A record is skipped, naming the file, the line and the record,
+        when a peak line holds non-numeric text or an odd number of values, when a peak has a NaN or
+        infinite value, a negative intensity or an m/z outside ``0..MAX_READ_MZ``, when a line is binary
+        (NUL bytes), or when the file ends inside its peak list (a truncated file). Records without
+        ``Num Peaks`` are read when their peak lines follow the metadata; records with fewer peaks than
+        ``Num Peaks`` announces are kept unless they end the file.
     """
     path = Path(path)
-    metadata: dict = {}
-    mz: list = []
-    intensities: list = []
-    comments: dict = {}
-    in_peaks = False
-    expected_peaks = -1
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line_number, raw_line in enumerate(handle, start=1):
-            line = raw_line.strip().lstrip("\ufeff")
-            if not line:
-                if metadata or mz:
-                    yield _finish_record(metadata, mz, intensities, comments)
-                metadata, mz, intensities, comments = {}, [], [], {}
-                in_peaks, expected_peaks = False, -1
-                continue
-            if in_peaks and (expected_peaks < 0 or len(mz) < expected_peaks) and not line.lower().startswith("name:"):
-                pair = _simple_pair(line)
-                if pair is None:
-                    _parse_peak_line(line, mz, intensities, comments, partial(_where, path, line_number, metadata))
-                else:
-                    mz.append(pair[0])
-                    intensities.append(pair[1])
-                continue
-            key, sep, value = line.partition(":")
-            if not sep:
-                continue
-            key = key.strip().lower()
+    report = _Problems(path, problems, on_error)
+    record = _RecordBuilder(1)
+    line_number = 0
+    for line_number, raw_line in _text_lines(path):
+        line = raw_line.strip().lstrip("\ufeff")
+        if not line:
+            if record:
+                finished = record.finish(path, report, line_number)
+                if finished is not None:
+                    yield finished
+            record = _RecordBuilder(line_number + 1)
+            continue
+        if "\x00" in line:
+            record.fail(line_number, "binary data (NUL bytes): not a text MSP file?")
+            continue
+        if record.in_peaks and (record.expected_peaks < 0 or len(record.mz) < record.expected_peaks) \
+                and not line[:5].lower() == "name:":
+            record.add_peak_line(line_number, line)
+            continue
+        key, sep, value = line.partition(":")
+        if not sep or (not record.in_peaks and key[:1].isdigit()):
+            if not record.in_peaks and _looks_like_peaks(line):  # peaks without a Num Peaks line
+                record.in_peaks = True
+                record.add_peak_line(line_number, line)
+            continue
+        key = key.strip().lower()
+        value = value.strip()
+        if key == "name" and record:
+            # A new record without a blank separator line.
+            finished = record.finish(path, report, line_number)
+            if finished is not None:
+                yield finished
+            record = _RecordBuilder(line_number)
+        if key == "synon":
+            record.metadata.setdefault("synonyms", []).append(value)
+            continue
+        if key == "comments" and "=" in value:
+            _parse_comment_pairs(value, record.metadata)
+        if key == "cas#" and ";" in value:
+            # NIST exports put two fields on one line: "CAS#: 64-17-5;  NIST#: 1234"
+            value, _, rest = value.partition(";")
             value = value.strip()
-            if key == "name" and (metadata or mz):
-                # A new record without a blank separator line.
-                yield _finish_record(metadata, mz, intensities, comments)
-                metadata, mz, intensities, comments = {}, [], [], {}
-                in_peaks, expected_peaks = False, -1
-            if key == "synon":
-                metadata.setdefault("synonyms", []).append(value)
-                continue
-            if key == "comments" and "=" in value:
-                _parse_comment_pairs(value, metadata)
-            if key == "cas#" and ";" in value:
-                # NIST exports put two fields on one line: "CAS#: 64-17-5;  NIST#: 1234"
-                value, _, rest = value.partition(";")
-                value = value.strip()
-                other_key, _, other_value = rest.partition(":")
-                if other_value:
-                    other_key = other_key.strip().lower()
-                    metadata[_MSP_KEY_ALIASES.get(other_key, other_key)] = other_value.strip()
-            if key == "num peaks":
-                in_peaks = True
-                try:
-                    expected_peaks = int(float(value))
-                except ValueError:
-                    expected_peaks = -1
-            metadata[_MSP_KEY_ALIASES.get(key, key.replace(" ", "_"))] = value
-    if metadata or mz:
-        yield _finish_record(metadata, mz, intensities, comments)
+            other_key, _, other_value = rest.partition(":")
+            if other_value:
+                other_key = other_key.strip().lower()
+                record.metadata[_MSP_KEY_ALIASES.get(other_key, other_key)] = other_value.strip()
+        if key == "num peaks":
+            record.in_peaks = True
+            try:
+                record.expected_peaks = int(float(value))
+            except ValueError:
+                record.expected_peaks = -1
+        record.metadata[_MSP_KEY_ALIASES.get(key, key.replace(" ", "_"))] = value
+    if record:
+        truncated = record.in_peaks and 0 <= len(record.mz) < record.expected_peaks
+        finished = record.finish(path, report, line_number, truncated=truncated)
+        if finished is not None:
+            yield finished
+    report.close()
 
 
-def iter_mgf(path: str | os.PathLike) -> Iterator[SpectrumRecord]:
-    """Stream the records of an MGF file (``BEGIN IONS`` ... ``END IONS``)."""
+def iter_mgf(path: str | os.PathLike, problems: list[RecordProblem] | None = None, on_error: str = "skip"
+             ) -> Iterator[SpectrumRecord]:
+    """Stream the records of an MGF file (``BEGIN IONS`` ... ``END IONS``), skipping bad records.
+
+    ``problems`` and ``on_error`` and the checks of the peaks are as in :func:`iter_msp`; a file that ends
+    before ``END IONS`` has a truncated last record.
+    """
     path = Path(path)
-    metadata: dict = {}
-    mz: list = []
-    intensities: list = []
-    comments: dict = {}
-    inside = False
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for line_number, raw_line in enumerate(handle, start=1):
-            line = raw_line.strip().lstrip("\ufeff")
-            if not line or line.startswith("#"):
-                continue
-            upper = line.upper()
-            if upper == "BEGIN IONS":
-                metadata, mz, intensities, comments, inside = {}, [], [], {}, True
-                continue
-            if upper == "END IONS":
-                if inside:
-                    yield _finish_record(metadata, mz, intensities, comments)
-                inside = False
-                continue
-            if not inside:
-                continue
-            if "=" in line and not line[0].isdigit():
-                key, _, value = line.partition("=")
-                key = key.strip().lower()
-                if key == "title" and "compound_name" not in metadata:
-                    metadata["compound_name"] = value.strip()
-                metadata[_MSP_KEY_ALIASES.get(key, key)] = value.strip()
-                continue
-            _parse_peak_line(line, mz, intensities, comments, partial(_where, path, line_number, metadata))
+    report = _Problems(path, problems, on_error)
+    record: _RecordBuilder | None = None
+    line_number = 0
+    for line_number, raw_line in _text_lines(path):
+        line = raw_line.strip().lstrip("\ufeff")
+        if not line or line.startswith("#"):
+            continue
+        upper = line.upper()
+        if upper == "BEGIN IONS":
+            if record is not None:
+                record.fail(line_number, "no END IONS before the next BEGIN IONS")
+                record.finish(path, report, line_number)
+            record = _RecordBuilder(line_number)
+            continue
+        if upper == "END IONS":
+            if record is not None:
+                finished = record.finish(path, report, line_number)
+                if finished is not None:
+                    yield finished
+            record = None
+            continue
+        if record is None:
+            continue
+        if "\x00" in line:
+            record.fail(line_number, "binary data (NUL bytes): not a text MGF file?")
+            continue
+        if "=" in line and not line[0].isdigit():
+            key, _, value = line.partition("=")
+            key = key.strip().lower()
+            if key == "title" and "compound_name" not in record.metadata:
+                record.metadata["compound_name"] = value.strip()
+            record.metadata[_MSP_KEY_ALIASES.get(key, key)] = value.strip()
+            continue
+        record.add_peak_line(line_number, line)
+    if record is not None:
+        record.finish(path, report, line_number, truncated=True)
+    report.close()
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -258,14 +445,17 @@ def detect_format(path: str | os.PathLike) -> str:
     raise SpectrumFileError(f"{path}: unknown spectrum file type {suffix!r}; expected one of {SPECTRUM_FORMATS}")
 
 
-def iter_records(path: str | os.PathLike) -> Iterator[SpectrumRecord]:
-    """Stream :class:`SpectrumRecord` objects from an MSP or MGF file."""
-    return iter_msp(path) if detect_format(path) == "msp" else iter_mgf(path)
+def iter_records(path: str | os.PathLike, problems: list[RecordProblem] | None = None, on_error: str = "skip"
+                 ) -> Iterator[SpectrumRecord]:
+    """Stream :class:`SpectrumRecord` objects from an MSP or MGF file, skipping bad records (see :func:`iter_msp`)."""
+    reader = iter_msp if detect_format(path) == "msp" else iter_mgf
+    return reader(path, problems, on_error)
 
 
-def load_spectra(path: str | os.PathLike) -> list[Spectrum]:
-    """Load all spectra of an MSP or MGF file as :class:`matchms.Spectrum` objects."""
-    return [record.to_spectrum() for record in iter_records(path)]
+def load_spectra(path: str | os.PathLike, problems: list[RecordProblem] | None = None, on_error: str = "skip"
+                 ) -> list[Spectrum]:
+    """Load the spectra of an MSP or MGF file as :class:`matchms.Spectrum` objects, skipping bad records."""
+    return [record.to_spectrum() for record in iter_records(path, problems, on_error)]
 
 
 def spectrum_to_record(spectrum: Spectrum) -> SpectrumRecord:

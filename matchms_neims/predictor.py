@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Iterable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -16,8 +17,9 @@ from matchms import Spectrum
 from matchms_neims.checkpoint import LoadedModel, load_model
 from matchms_neims.chemistry import MoleculeError, MoleculeInfo
 from matchms_neims.featurize import FeaturizedMolecule
+from matchms_neims.featurize_pool import FeaturizedChunk, FeaturizerPool, featurize_chunk
 from matchms_neims.metrics import uncertainty_score
-from matchms_neims.models import is_mixture_of_experts
+from matchms_neims.models import deterministic_outputs, is_mixture_of_experts
 from matchms_neims.spectra import normalize_base_peak, vector_to_peaks
 
 logger = logging.getLogger(__name__)
@@ -115,6 +117,11 @@ class NeimsPredictor:
     threads
         CPU threads of the onnxruntime backend (0: its default). For the torch backend use
         ``torch.set_num_threads``.
+    featurize_workers
+        Worker processes that featurize (RDKit) while the model runs, in :meth:`predict_batch` calls of more
+        than one ``batch_size`` chunk. 0 (default): featurize in this process, one chunk after the other.
+        The spectra are the same either way. On 2 cores, 1 worker with 1 torch thread is about 25% faster
+        than no worker with 2 threads. Started on first use; :meth:`close` (or ``with``) stops them.
 
     Examples
     --------
@@ -126,7 +133,8 @@ class NeimsPredictor:
     """
 
     def __init__(self, model: str | os.PathLike | LoadedModel | None = None, device: str = "cpu",
-                 batch_size: int = 256, uncertainty_samples: int = 0, backend: str = "torch", threads: int = 0):
+                 batch_size: int = 256, uncertainty_samples: int = 0, backend: str = "torch", threads: int = 0,
+                 featurize_workers: int = 0):
         if isinstance(model, LoadedModel):
             self.loaded = model
             self.model_path = None
@@ -136,6 +144,10 @@ class NeimsPredictor:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self.uncertainty_samples = uncertainty_samples
+        if featurize_workers < 0:
+            raise ValueError(f"featurize_workers must be 0 or more, got {featurize_workers}")
+        self.featurize_workers = featurize_workers
+        self._pool: FeaturizerPool | None = None
         self.last_errors: list[MoleculeError] = []
         if uncertainty_samples and not self.supports_uncertainty:
             raise ValueError(f"model {self.model_name} ({self.loaded.model_class}) has no MC-dropout uncertainty")
@@ -178,15 +190,40 @@ class NeimsPredictor:
     # ------------------------------------------------------------------ core
     def featurize(self, molecules: Sequence[MoleculeInput]) -> tuple[list[int], list[FeaturizedMolecule],
                                                                      list[MoleculeError]]:
-        """Featurize molecules; returns positions and features of the good ones and the errors of the rest."""
-        positions, featurized, errors = [], [], []
-        for position, molecule in enumerate(molecules):
-            try:
-                featurized.append(self.featurizer(molecule.smiles, molecule.record))
-                positions.append(position)
-            except MoleculeError as error:
-                errors.append(error)
-        return positions, featurized, errors
+        """Featurize molecules in this process; returns positions and features of the good ones and the errors."""
+        return featurize_chunk(self.featurizer, molecules)
+
+    def _featurized_chunks(self, molecules: Sequence[MoleculeInput]) -> Iterator[FeaturizedChunk]:
+        """:meth:`featurize` of consecutive chunks of ``batch_size`` molecules, positions counted from the start.
+
+        With ``featurize_workers`` the chunks are featurized by worker processes ahead of the caller.
+        """
+        chunks = [molecules[start : start + self.batch_size] for start in range(0, len(molecules), self.batch_size)]
+        if self.featurize_workers and len(chunks) > 1:
+            featurized_chunks = self._featurizer_pool().imap(chunks)
+        else:
+            featurized_chunks = (featurize_chunk(self.featurizer, chunk) for chunk in chunks)
+        for start, (positions, featurized, errors) in zip(range(0, len(molecules), self.batch_size),
+                                                          featurized_chunks):
+            yield [start + position for position in positions], featurized, errors
+
+    def _featurizer_pool(self) -> FeaturizerPool:
+        if self._pool is None:
+            self._pool = FeaturizerPool(self.featurizer, self.featurize_workers)
+            self._pool_finalizer = weakref.finalize(self, self._pool.close)
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the featurisation workers, if any were started (they also stop when the predictor is collected)."""
+        if self._pool is not None:
+            self._pool_finalizer()
+            self._pool = None
+
+    def __enter__(self) -> NeimsPredictor:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def _model_inputs(self, chunk: Sequence[FeaturizedMolecule]) -> tuple[tuple, torch.Tensor]:
         inputs = tuple(x.to(self.device) for x in self.featurizer.collate([item.features for item in chunk]))
@@ -215,10 +252,7 @@ class NeimsPredictor:
             outputs = self._onnx_session.run(None, {"fingerprint": fingerprint.float().cpu().numpy(),
                                                     "nominal_mass": masses.cpu().numpy().astype(np.int64)})
             return tuple(torch.from_numpy(output) for output in outputs)
-        if self.supports_expert_weights:
-            output = self.loaded.model.forward_with_details(*inputs, masses)
-            return output.spectrum, output.expert_weights
-        return (self.loaded.model(*inputs, masses),)
+        return deterministic_outputs(self.loaded.model, *inputs, masses)
 
     @torch.inference_mode()
     def predict_features(self, featurized: Sequence[FeaturizedMolecule]) -> np.ndarray:
@@ -258,25 +292,47 @@ class NeimsPredictor:
     def predict_batch(self, items: Iterable, uncertainty_samples: int | None = None) -> PredictionBatch:
         """Predict many molecules; bad records are skipped and returned as errors, never fatal.
 
-        ``uncertainty_samples`` overrides the predictor's setting for this call (0: deterministic).
+        ``uncertainty_samples`` overrides the predictor's setting for this call (0: deterministic). The
+        molecules are featurized and predicted in chunks of ``batch_size``; with ``featurize_workers`` the
+        featurisation of the next chunks overlaps the model's work on the current one.
         """
         molecules = [as_molecule_input(item, i) for i, item in enumerate(items)]
-        positions, featurized, errors = self.featurize(molecules)
         n_samples = self.uncertainty_samples if uncertainty_samples is None else uncertainty_samples
-        uncertainty = sqrt_mean = sqrt_std = expert_weights = None
-        if n_samples:
-            vectors, sqrt_mean, sqrt_std = self.predict_features_with_uncertainty(featurized, n_samples)
-            uncertainty = uncertainty_score(sqrt_mean, sqrt_std)
-        elif self.supports_expert_weights:
-            vectors, expert_weights = self.predict_features_with_expert_weights(featurized)
-        else:
-            vectors = self.predict_features(featurized)
+        if n_samples and not self.supports_uncertainty:
+            raise ValueError(f"model {self.model_name} ({self.loaded.model_class}) has no MC-dropout uncertainty")
+        positions: list[int] = []
+        infos: list[MoleculeInfo] = []
+        errors: list[MoleculeError] = []
+        outputs: dict[str, list[np.ndarray]] = {}
+        for index, (chunk_positions, featurized, chunk_errors) in enumerate(self._featurized_chunks(molecules)):
+            errors.extend(chunk_errors)
+            if not featurized:
+                continue
+            positions.extend(chunk_positions)
+            infos.extend(item.info for item in featurized)
+            for name, values in self._predict_chunk(featurized, n_samples, index).items():
+                outputs.setdefault(name, []).append(values)
         for error in errors[:MAX_LOGGED_ERRORS]:
             logger.warning("skipped %s", error)
         if len(errors) > MAX_LOGGED_ERRORS:
             logger.warning("skipped %d more molecules that cannot be predicted", len(errors) - MAX_LOGGED_ERRORS)
-        return PredictionBatch(vectors, [molecules[i] for i in positions], [f.info for f in featurized], errors,
-                               uncertainty, sqrt_mean, sqrt_std, expert_weights)
+        if not positions:  # shapes of an empty result, as the models give them
+            outputs = {name: [values] for name, values in self._predict_chunk([], n_samples, 0).items()}
+        joined = {name: np.concatenate(parts) for name, parts in outputs.items()}
+        uncertainty = uncertainty_score(joined["sqrt_mean"], joined["sqrt_std"]) if n_samples else None
+        return PredictionBatch(joined["vectors"], [molecules[i] for i in positions], infos, errors, uncertainty,
+                               joined.get("sqrt_mean"), joined.get("sqrt_std"), joined.get("expert_weights"))
+
+    def _predict_chunk(self, featurized: Sequence[FeaturizedMolecule], n_samples: int, index: int
+                       ) -> dict[str, np.ndarray]:
+        """The outputs of :meth:`predict_batch` for one chunk (the ``index``-th; it seeds MC dropout)."""
+        if n_samples:
+            vectors, sqrt_mean, sqrt_std = self.predict_features_with_uncertainty(featurized, n_samples, seed=index)
+            return {"vectors": vectors, "sqrt_mean": sqrt_mean, "sqrt_std": sqrt_std}
+        if self.supports_expert_weights:
+            vectors, expert_weights = self.predict_features_with_expert_weights(featurized)
+            return {"vectors": vectors, "expert_weights": expert_weights}
+        return {"vectors": self.predict_features(featurized)}
 
     # ------------------------------------------------------------------ public API
     def predict(self, smiles: str, min_relative_intensity: float = 0.001) -> dict[str, np.ndarray]:

@@ -8,9 +8,16 @@ import h5py
 import numpy as np
 import pytest
 
-from matchms_neims.featurize import Featurizer
+from matchms_neims.chemistry import parse_smiles
+from matchms_neims.featurize import Featurizer, compact_features, expand_features, student_fingerprint
 from training.config import DataConfig
-from training.data import LazyMassSpecDataset, assign_splits, build_cache, read_spectra, scaffold_of
+from training.data import (
+    LazyMassSpecDataset,
+    assign_splits,
+    build_cache,
+    read_spectra,
+    scaffold_of,
+)
 
 
 def test_random_split_by_molecule_is_deterministic_and_never_leaks():
@@ -78,3 +85,22 @@ def test_lazy_dataset_reads_spectra_from_disk(tmp_path, fixtures_dir):
     assert item["target"].max() == pytest.approx(1.0)
     assert int(item["nominal_mass"]) == dataset.metadata.nominal_mass[row]
     assert item["target"][int(item["nominal_mass"]) + 6 :].sum() == 0  # consistent with its structure
+
+
+def test_memoised_fingerprints_are_compact_and_expand_to_the_same_features(tmp_path, fixtures_dir):
+    fingerprint = student_fingerprint(parse_smiles("CCCCCCCCc1ccccc1O"))
+    compact = compact_features(fingerprint)
+    assert compact.dtype == np.int32 and compact.nbytes < fingerprint.nbytes / 50
+    np.testing.assert_array_equal(expand_features(compact, fingerprint.size), fingerprint)
+    capped = expand_features(compact_features(np.array([0, 3, 0, 300], dtype=np.float32)), 4)
+    np.testing.assert_array_equal(capped, [0, 3, 0, 255])  # counts above 255 are capped, as in the cache
+    assert expand_features(compact_features(np.zeros(5, dtype=np.float32)), 5).sum() == 0
+
+    config = DataConfig(spectra=str(fixtures_dir / "massbank_mini.msp"), cache=str(tmp_path / "cache.h5"))
+    featurizer = Featurizer(kind="student_fingerprint")
+    dataset = LazyMassSpecDataset(build_cache(config, progress=False), "train", featurizer)
+    first = dataset[0]["features"]
+    smiles = dataset.metadata.columns["smiles"][int(dataset.indices[0])]
+    assert smiles in dataset._feature_cache  # memoised compactly, read back equal
+    np.testing.assert_array_equal(dataset[0]["features"].numpy(), first.numpy())
+    np.testing.assert_array_equal(first.numpy(), np.minimum(featurizer.features_of_mol(parse_smiles(smiles)), 255))

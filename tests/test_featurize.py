@@ -22,6 +22,16 @@ def test_fingerprint_sizes_and_counts():
     np.testing.assert_array_equal(student[:4096], bits)
 
 
+@pytest.mark.parametrize("smiles", ["CCCCCCCC", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "[2H]C([2H])([2H])O", "C",
+                                    "ClC(Cl)(Cl)C(c1ccc(Cl)cc1)c1ccc(Cl)cc1", "C" * 40])
+def test_student_fingerprint_equals_the_folded_generator_fingerprints(smiles):
+    """One unfolded count fingerprint folded twice gives exactly RDKit's folded bits and counts."""
+    mol = parse_smiles(smiles)
+    for n_bits, n_count_bits in ((4096, 2048), (512, 256), (1000, 300)):
+        expected = np.concatenate([ecfp_bits(mol, n_bits), neims_count_fingerprint(mol, n_count_bits)])
+        np.testing.assert_array_equal(student_fingerprint(mol, n_bits, n_count_bits), expected)
+
+
 def test_graph_features():
     graph = Featurizer(kind="graph")("c1ccccc1O").features
     assert graph.x.shape == (7, 10)  # heavy atoms x (9 categorical atom features + isotope shift)
@@ -75,6 +85,8 @@ def test_molecule_identity():
     # nominal mass uses the most abundant isotope per element and respects labels
     assert nominal_mass(parse_smiles("BrC(Br)(Br)Br")) == 328  # CBr4 with 79Br
     assert nominal_mass(parse_smiles("[2H]C([2H])([2H])O")) == 35
+    assert nominal_mass(parse_smiles("[13CH3][18OH]")) == 35 and nominal_mass(parse_smiles("C[N+](C)(C)C")) == 74
+    assert nominal_mass(parse_smiles("c1ccccc1[125I]")) == 202 and nominal_mass(parse_smiles("[Xe]")) == 132
     # salts are reduced to the largest organic fragment
     assert describe(parse_smiles("C[NH3+].[Cl-]")).smiles == "CN"  # and neutralised: the free base
     assert describe(parse_smiles("O=[N+]([O-])c1ccccc1")).smiles == "O=[N+]([O-])c1ccccc1"

@@ -67,11 +67,57 @@ def test_mgf_round_trip_and_reading(tmp_path, fixtures_dir):
     assert record.metadata["smiles"] == "CC(C)=O"
 
 
-def test_bad_peak_line_names_the_record(tmp_path):
+GOOD_RECORD = "Name: good {}\nNum Peaks: 2\n41 100\n43 999\n\n"
+BAD_MSP_RECORDS = {
+    "odd number of values": "Name: odd\nNum Peaks: 2\n41 100\n43\n\n",
+    "non-numeric text": "Name: letters\nNum Peaks: 2\n41 100\n43 abc\n\n",
+    "NaN or infinite": "Name: nan\nNum Peaks: 2\n41 nan\n43 999\n\n",
+    "negative intensity": "Name: negative\nNum Peaks: 2\n41 -5\n43 999\n\n",
+    "outside 0..100000": "Name: far\nNum Peaks: 2\n41 100\n430000 999\n\n",
+    "binary data": "Name: binary\nNum Peaks: 2\n41 100\x00\n43 999\n\n",
+}
+
+
+@pytest.mark.parametrize("reason", sorted(BAD_MSP_RECORDS))
+def test_bad_msp_records_are_skipped_and_reported(tmp_path, reason):
     path = tmp_path / "bad.msp"
-    path.write_text("Name: broken\nNum Peaks: 2\n41 100\n43\n\n")
-    with pytest.raises(SpectrumFileError, match="broken"):
-        list(iter_msp(path))
+    path.write_text(GOOD_RECORD.format(1) + BAD_MSP_RECORDS[reason] + GOOD_RECORD.format(2))
+    problems = []
+    assert [record.name for record in iter_msp(path, problems)] == ["good 1", "good 2"]
+    (problem,) = problems
+    assert reason in problem.reason and problem.file == "bad.msp" and 6 <= problem.line <= 9
+    assert str(problem).startswith(f"bad.msp:{problem.line} (record ") and problem.record != ""
+    with pytest.raises(SpectrumFileError, match=f"bad.msp:{problem.line}"):
+        list(iter_msp(path, on_error="raise"))
+
+
+def test_truncated_files_lose_only_their_last_record(tmp_path):
+    msp = tmp_path / "cut.msp"
+    msp.write_text(GOOD_RECORD.format(1) + "Name: cut\nNum Peaks: 5\n41 100\n42 3")
+    problems = []
+    assert [record.name for record in iter_msp(msp, problems)] == ["good 1"]
+    assert "truncated: the file ends after 2 of the 5 peaks" in problems[0].reason and problems[0].record == "cut"
+    mgf = tmp_path / "cut.mgf"
+    mgf.write_text("BEGIN IONS\nTITLE=a\n41 100\nEND IONS\nBEGIN IONS\nTITLE=b\n41 100\nBEGIN IONS\nTITLE=c\n"
+                   "41 1\nEND IONS\nBEGIN IONS\nTITLE=d\n41 10")
+    problems = []
+    assert [record.name for record in iter_mgf(mgf, problems)] == ["a", "c"]
+    assert [(p.record, p.reason.split(":")[0]) for p in problems] == [("b", "no END IONS before the next BEGIN IONS"),
+                                                                       ("d", "truncated")]
+
+
+def test_missing_num_peaks_and_other_encodings(tmp_path):
+    path = tmp_path / "no_count.msp"
+    path.write_text("Name: no count\nMW: 58\n41 100; 43 999\n58 200\n\n" + GOOD_RECORD.format(1))
+    first, second = iter_msp(path)
+    assert first.mz.tolist() == [41, 43, 58] and second.name == "good 1"
+    latin = tmp_path / "latin.msp"  # Windows-1252 names, as old vendor exports write them
+    latin.write_bytes("Name: \u03b2-Carotene \u00b5g\nNum Peaks: 1\n41 100\n\n".encode("cp1252", errors="replace")
+                      + "Name: caf\u00e9\nNum Peaks: 1\n41 100\n\n".encode("utf-8"))
+    assert [record.name for record in iter_msp(latin)] == ["?-Carotene \u00b5g", "caf\u00e9"]
+    utf16 = tmp_path / "utf16.msp"
+    utf16.write_text(GOOD_RECORD.format("\u00e9"), encoding="utf-16")
+    assert [record.name for record in iter_msp(utf16)] == ["good \u00e9"]
 
 
 def test_unknown_extension(tmp_path):

@@ -6,6 +6,7 @@ import torch
 
 from matchms_neims.models import NeimsMLP
 from matchms_neims.models.heads import BidirectionalHead, mass_mask, reverse_to_mz
+from matchms_neims.models.sparse_linear import SparseInputLinear
 
 
 def test_reverse_to_mz_anchors_loss_zero_at_the_molecular_mass():
@@ -58,3 +59,26 @@ def test_neims_mlp_shapes_and_gradients():
     assert out.shape == (5, 201)
     out.pow(2).mean().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_sparse_input_linear_equals_dense_and_keeps_the_state_dict():
+    torch.manual_seed(0)
+    layer = SparseInputLinear(300, 20)
+    dense = torch.nn.Linear(300, 20)
+    dense.load_state_dict(layer.state_dict())  # same parameter names
+    x = torch.zeros(5, 300)
+    x[0, [3, 17, 250]] = torch.tensor([1.0, 2.0, 0.5])
+    x[2, 299] = 4.0  # row 1, 3 and 4 empty
+    with torch.no_grad():
+        sparse_out = layer(x)
+        torch.testing.assert_close(sparse_out, dense(x), rtol=0, atol=1e-6)
+        assert layer._weight_t is not None  # the sparse path ran
+        layer.weight.mul_(2)  # a changed weight is seen
+        torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.weight, layer.bias), atol=1e-6,
+                                   rtol=0)
+        full = torch.rand(4, 300)  # dense input: the dense path
+        torch.testing.assert_close(layer(full), torch.nn.functional.linear(full, layer.weight, layer.bias))
+        assert layer(torch.zeros(0, 300)).shape == (0, 20)
+    x.requires_grad_(True)
+    layer(x).sum().backward()  # training: the dense path, with gradients
+    assert layer.weight.grad is not None and x.grad is not None

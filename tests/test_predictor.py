@@ -79,3 +79,30 @@ def test_bundled_model_predicts_ethanol():
     assert predictor.model_name == "neims-student"
     weights = peaks["expert_weights"]  # the bundled student is a mixture of experts
     assert weights.shape == (4,) and (weights > 0).sum() == 2 and weights.sum() == pytest.approx(1, abs=1e-3)
+
+
+def test_featurize_workers_give_the_same_predictions_and_errors():
+    import pickle
+
+    import torch
+
+    error = pickle.loads(pickle.dumps(MoleculeError("record 3", "unparsable SMILES 'C1'")))
+    assert (error.record, error.reason) == ("record 3", "unparsable SMILES 'C1'")  # comes back from workers
+    smiles = ["CCO", "C1", "c1ccccc1O", "", "CC(=O)Nc1ccc(O)cc1", "C" * 40, "CCN", "[Na+].[Cl-]", "CCCCCC(=O)O",
+              "OC1CCCCC1", "CCOC(C)=O"] * 3
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)  # the same BLAS threads on both sides, so the sums are bitwise equal
+    try:
+        plain = NeimsPredictor(batch_size=4).predict_batch(smiles)
+        with NeimsPredictor(batch_size=4, featurize_workers=1) as predictor:
+            pooled = predictor.predict_batch(smiles)
+            assert predictor._pool is not None
+        assert predictor._pool is None  # closed
+    finally:
+        torch.set_num_threads(previous)
+    np.testing.assert_array_equal(pooled.vectors, plain.vectors)
+    np.testing.assert_array_equal(pooled.expert_weights, plain.expert_weights)
+    assert pooled.infos == plain.infos and [m.record for m in pooled.molecules] == [m.record for m in plain.molecules]
+    assert [str(e) for e in pooled.errors] == [str(e) for e in plain.errors] and len(plain.errors) == 9
+    with pytest.raises(ValueError, match="featurize_workers"):
+        NeimsPredictor(featurize_workers=-1)

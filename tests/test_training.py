@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -10,6 +14,7 @@ import torch
 
 from matchms_neims.cli import main
 from matchms_neims.predictor import NeimsPredictor
+from training.callbacks import CheckpointMismatchError
 from training.config import CONFIG_DIR, TrainConfig
 
 
@@ -66,3 +71,53 @@ def test_train_resume_export_and_evaluate(tiny_config, tmp_path, capsys):
     assert set(report["library_matching"]) >= {"recall@1", "recall@5", "recall@10", "recall@20"}
     assert report["inference_time"]["n_molecules"] == 5
     assert "library matching" in capsys.readouterr().out
+
+
+def test_resume_refuses_other_data_settings_and_changed_weights(tiny_config, tmp_path, caplog):
+    config = TrainConfig.from_yaml(tiny_config)
+    assert main(["train", "baseline", "--config", str(tiny_config), "--no-progress"]) == 0
+    last = Path(config.trainer.output_dir) / "last.ckpt"
+    record = torch.load(last, map_location="cpu", weights_only=True)["matchms_neims"]
+    assert record["model_class"] == "NeimsMLP" and len(record["state_dict_sha256"]) == 64
+    assert record["data_fingerprint"] and record["code_version"]
+    resume = ["train", "baseline", "--config", str(tiny_config), "--resume", "--max-epochs", "3", "--no-progress"]
+    with pytest.raises(CheckpointMismatchError, match="other data"):  # other split seed -> other cache content
+        main([*resume, "--set", "data.split_seed=99"])
+    with pytest.raises(CheckpointMismatchError, match="other model config"):
+        main([*resume, "--set", "model.hidden_size=24"])
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    key = next(k for k, v in checkpoint["state_dict"].items() if v.is_floating_point())
+    checkpoint["state_dict"][key] = checkpoint["state_dict"][key] + 1.0
+    torch.save(checkpoint, last)
+    with pytest.raises(CheckpointMismatchError, match="tampered or corrupted"):
+        main(resume)
+
+
+def test_resumed_training_ends_where_an_uninterrupted_run_ends(tiny_config, tmp_path):
+    """Same seed: a run killed after its first epoch and resumed ends with bit-identical weights to a straight run."""
+    def arguments(name: str) -> list[str]:
+        output = tmp_path / name
+        return ["train", "baseline", "--config", str(tiny_config), "--no-progress", "--max-epochs", "3",
+                "--set", f"trainer.output_dir={output}", "--set", f"export.path={output / 'model.pt'}",
+                "--set", "augment.c13_fraction=0.5",  # random 13C labelling, dropout, shuffling
+                "--set", "trainer.torch_threads=1"]  # the same BLAS threads in both processes: bitwise sums
+
+    assert main(arguments("straight")) == 0
+    straight = torch.load(tmp_path / "straight" / "last.ckpt", map_location="cpu", weights_only=True)
+
+    last = tmp_path / "killed" / "last.ckpt"
+    process = subprocess.Popen([sys.executable, "-m", "matchms_neims.cli", *arguments("killed")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while process.poll() is None and not last.exists():
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)  # as soon as the first checkpoint is there
+    finally:
+        process.wait()
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] < 2  # it was interrupted
+    assert main([*arguments("killed"), "--resume"]) == 0
+    resumed = torch.load(last, map_location="cpu", weights_only=True)
+    assert straight["epoch"] == resumed["epoch"] == 2
+    assert straight["state_dict"].keys() == resumed["state_dict"].keys()
+    for key, tensor in straight["state_dict"].items():
+        assert torch.equal(tensor, resumed["state_dict"][key]), key

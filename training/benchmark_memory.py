@@ -5,8 +5,8 @@ Three ways to hold a training set are compared:
 * ``in_memory``: every binned spectrum and every model input as float32 arrays, as a ``TensorDataset``
   would hold them;
 * ``lazy_memoized``: :class:`training.data.LazyMassSpecDataset` as training uses it by default: the
-  metadata in RAM, spectra read from the HDF5 cache per item, each molecule's fingerprint kept as uint8
-  after its first use;
+  metadata in RAM, spectra read from the HDF5 cache per item, each molecule's fingerprint kept as its
+  non-zero entries (:func:`training.data.compact_features`) after its first use;
 * ``lazy``: the same with ``data.memoize_features: false``: only the metadata stays in RAM.
 
 ``estimate`` computes the bytes per spectrum of each way for a number of compounds and a RAM size;
@@ -32,6 +32,11 @@ MODES = ("in_memory", "lazy_memoized", "lazy")
 #: (SMILES, InChIKey, molecule key, name, spectrum id, instrument) of ~60-100 B each with their pointers, plus
 #: split and mass. Fixed costs (the HDF5 handle and chunk cache, a few MB) come on top and are not estimated.
 METADATA_BYTES_PER_SPECTRUM = 600
+#: Non-zero values of a typical student fingerprint (mean 49.6 on the MassBank molecules; the NEIMS count
+#: fingerprint has 24.9), each memoised as 4 bytes.
+TYPICAL_NONZERO_FEATURES = 50
+#: Fixed RAM of a memoised fingerprint: the numpy array object and its dict entry.
+MEMO_ENTRY_BYTES = 200
 #: Share of the RAM a plan may take: the model, optimiser, batches and the OS need the rest.
 RAM_SHARE = 0.5
 
@@ -96,11 +101,16 @@ def estimate(n_spectra: int, n_bins: int, n_features: int, ram_gb: float | None 
     """
     per_spectrum = {
         "in_memory": METADATA_BYTES_PER_SPECTRUM + 4 * (n_bins + n_features),
-        "lazy_memoized": METADATA_BYTES_PER_SPECTRUM + n_features,  # uint8 fingerprint counts
+        "lazy_memoized": METADATA_BYTES_PER_SPECTRUM + memoized_fingerprint_bytes(n_features),
         "lazy": METADATA_BYTES_PER_SPECTRUM,
     }
     return MemoryPlan(n_spectra, n_bins, n_features, per_spectrum,
                       None if ram_gb is None else ram_gb * 1024**3, num_workers)
+
+
+def memoized_fingerprint_bytes(n_features: int) -> int:
+    """Estimated RAM of one memoised fingerprint (:func:`training.data.compact_features`) of ``n_features`` values."""
+    return MEMO_ENTRY_BYTES + 4 * min(n_features, TYPICAL_NONZERO_FEATURES)
 
 
 def current_rss_bytes() -> int:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import logging
 import time
 
+import h5py
+from lightning.fabric.utilities.seed import seed_everything
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+import matchms_neims
+from matchms_neims.checkpoint import state_dict_digest
 from matchms_neims.utils import atomic_path
 
 logger = logging.getLogger("training")
@@ -35,3 +39,85 @@ class EpochLogger(Callback):
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("train", "val"))}
         text = " ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items()))
         logger.info("epoch %d (%.1f s): %s", trainer.current_epoch, time.perf_counter() - self._start, text)
+
+
+class EpochSeed(Callback):
+    """Reseed every random generator at the start of each training epoch from ``seed`` and the epoch number.
+
+    Dropout, augmentation and anything else random in epoch ``e`` then draw the same numbers whether the run
+    went straight through or was resumed from a checkpoint, so a resumed run ends with the same weights.
+    """
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        seed_everything(self.seed * 1_009 + trainer.current_epoch + trainer.global_rank * 7_919, workers=True,
+                        verbose=False)
+
+
+class CheckpointMismatchError(RuntimeError):
+    """A training checkpoint does not belong to this run: other data or model settings, or changed weights."""
+
+
+class RunProvenance(Callback):
+    """Record in every training checkpoint what produced it, and check that record when a run resumes.
+
+    Each checkpoint gets ``checkpoint["matchms_neims"]``: the package version, the model class and settings,
+    the featurizer, the fingerprint of the HDF5 cache (source file hash, cleaning, binning and split
+    settings) and a SHA-256 digest of the weights. :meth:`check` (called by :func:`training.runner.fit`
+    before it resumes) refuses a checkpoint whose weights no longer match their digest (the file was
+    changed), or whose cache fingerprint or model settings differ from this run's, with the reason; another
+    package version is logged and resumes when the weights fit. Training settings (epochs, learning rate,
+    threads, ...) may change between the run and its resumption.
+
+    Parameters
+    ----------
+    model_class, model_config, featurizer_config
+        This run's model and featurizer settings.
+    """
+
+    KEY = "matchms_neims"
+
+    def __init__(self, model_class: str, model_config: dict, featurizer_config: dict):
+        self.identity = {"model_class": model_class, "model_config": dict(model_config),
+                         "featurizer": dict(featurizer_config)}
+
+    @staticmethod
+    def data_fingerprint(datamodule) -> str | None:
+        """The fingerprint of the datamodule's HDF5 cache (``None`` for data without a cache)."""
+        cache = getattr(getattr(datamodule, "config", None), "cache", None)
+        if cache is None:
+            return None
+        with h5py.File(cache, "r") as handle:
+            return str(handle.attrs.get("fingerprint", ""))
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint[self.KEY] = {"code_version": matchms_neims.__version__, **self.identity,
+                                "data_fingerprint": self.data_fingerprint(trainer.datamodule),
+                                "state_dict_sha256": state_dict_digest(checkpoint["state_dict"])}
+
+    def check(self, checkpoint: dict, data_fingerprint: str | None) -> None:
+        """Refuse (:class:`CheckpointMismatchError`) a checkpoint that this run cannot resume from."""
+        record = checkpoint.get(self.KEY)
+        if record is None:
+            logger.warning("the checkpoint has no provenance record (written by an older matchms-neims): "
+                           "its data and settings cannot be checked")
+            return
+        if state_dict_digest(checkpoint["state_dict"]) != record["state_dict_sha256"]:
+            raise CheckpointMismatchError("the checkpoint's weights do not match their digest: the file was changed "
+                                          "after it was written (tampered or corrupted); refusing to resume")
+        data = data_fingerprint
+        if record.get("data_fingerprint") != data:
+            raise CheckpointMismatchError(
+                "the checkpoint was trained on other data (its cache fingerprint "
+                f"{str(record.get('data_fingerprint'))[:12]}..., this run's {str(data)[:12]}...: the spectra file "
+                "or the cleaning, binning or split settings changed); start a new run in another output_dir")
+        for key, value in self.identity.items():
+            if record.get(key) != value:
+                raise CheckpointMismatchError(
+                    f"the checkpoint has other {key.replace('_', ' ')} ({record.get(key)}) than this run ({value}); "
+                    "start a new run in another output_dir")
+        if record.get("code_version") != matchms_neims.__version__:
+            logger.warning("resuming a checkpoint of matchms-neims %s with %s", record.get("code_version"),
+                           matchms_neims.__version__)

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from matchms_neims.chemistry import MoleculeError, describe, inchikey_block, parse_smiles
 from matchms_neims.cleaning import clean_spectra
-from matchms_neims.featurize import Featurizer
+from matchms_neims.featurize import Featurizer, compact_features, expand_features
 from matchms_neims.io import iter_records
 from matchms_neims.spectra import spectrum_to_vector
 from matchms_neims.utils import file_sha256
@@ -269,7 +269,8 @@ class LazyMassSpecDataset(Dataset):
 
     Each item is a dict with ``features`` (model input), ``target`` (binned spectrum, base peak 1),
     ``nominal_mass`` and ``index`` (row in the cache). Features are computed on the fly and
-    memoised per molecule (fingerprints as compact uint8 counts, graphs as they are).
+    memoised per molecule (fingerprints as their non-zero entries, see :func:`compact_features`; graphs as
+    they are).
 
     Parameters
     ----------
@@ -298,6 +299,7 @@ class LazyMassSpecDataset(Dataset):
         self._feature_cache: dict[str, np.ndarray] = {}
         self.memoize_features = memoize_features
         self._rng: np.random.Generator | None = None
+        self._rng_seed: int | None = None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -318,11 +320,15 @@ class LazyMassSpecDataset(Dataset):
             cached = compact_features(self.featurizer.features_of_mol(parse_smiles(smiles)))
             if self.memoize_features:
                 self._feature_cache[smiles] = cached
-        return torch.from_numpy(cached.astype(np.float32)) if isinstance(cached, np.ndarray) else cached
+        return torch.from_numpy(expand_features(cached, self.featurizer.size)) if isinstance(cached, np.ndarray) \
+            else cached
 
     def _random(self) -> np.random.Generator:
-        if self._rng is None:  # one stream per DataLoader worker, seeded from torch (Lightning seeds workers)
-            self._rng = np.random.default_rng(torch.initial_seed() % 2**32)
+        # One stream per DataLoader worker and epoch, seeded from torch: Lightning seeds the workers and
+        # training.callbacks.EpochSeed reseeds torch at every epoch start, so a resumed run draws the same.
+        seed = torch.initial_seed()
+        if self._rng is None or self._rng_seed != seed:
+            self._rng, self._rng_seed = np.random.default_rng(seed % 2**32), seed
         return self._rng
 
     def __getitem__(self, item: int) -> dict:
@@ -353,11 +359,6 @@ class LazyMassSpecDataset(Dataset):
             item.update(teacher_item(label, len(target), self.soft_labels.embedding_size))
             item["has_target"] = torch.tensor(1.0)
         return item
-
-
-def compact_features(features):
-    """A fingerprint as uint8 counts capped at 255 (a quarter of float32's memory); other features as they are."""
-    return np.minimum(features, 255).astype(np.uint8) if isinstance(features, np.ndarray) else features
 
 
 def teacher_item(label: tuple | None, n_bins: int, embedding_size: int) -> dict:
@@ -391,6 +392,29 @@ class SampleCollator:
                 **{key: torch.stack([item[key] for item in items]) for key in items[0] if key != "features"}}
 
 
+class EpochSeededSampler(torch.utils.data.Sampler[int]):
+    """A random order of ``n`` items that depends only on ``seed`` and the epoch (Lightning calls :meth:`set_epoch`).
+
+    The DataLoader's default shuffling draws from torch's global random state, which a resumed run does not
+    have; this order is the same for epoch ``e`` whether the run was interrupted or not.
+    """
+
+    def __init__(self, n: int, seed: int = 0):
+        self.n = n
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator).tolist())
+
+
 class SpectraDataModule(L.LightningDataModule):
     """Lightning DataModule over the cache (train/val/test splits by molecule)."""
 
@@ -422,7 +446,12 @@ class SpectraDataModule(L.LightningDataModule):
         dataset = self.datasets[split]
         if split == "train" and self.transfer is not None:
             dataset = ConcatDataset([dataset, self.transfer])
-        return DataLoader(dataset, batch_size=self.config.batch_size, shuffle=shuffle,
+        # shuffled by (seed, epoch), so a resumed run sees the same order; Lightning swaps in a
+        # DistributedSampler (also seeded per epoch) under DDP
+        sampler = EpochSeededSampler(len(dataset), self.config.split_seed) if shuffle else None
+        # its own generator: creating an iterator then draws no number from torch's global stream (dropout's)
+        return DataLoader(dataset, batch_size=self.config.batch_size, sampler=sampler,
+                          generator=torch.Generator().manual_seed(self.config.split_seed),
                           num_workers=self.config.num_workers, persistent_workers=self.config.num_workers > 0,
                           collate_fn=SampleCollator(self.featurizer.kind))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shlex
 import sys
@@ -13,7 +14,7 @@ from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, Model
 
 from matchms_neims.checkpoint import save_model
 from matchms_neims.featurize import Featurizer
-from training.callbacks import AtomicCheckpointIO, EpochLogger
+from training.callbacks import AtomicCheckpointIO, EpochLogger, EpochSeed, RunProvenance
 from training.config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,8 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, config: Tr
     checkpointing = ModelCheckpoint(dirpath=output_dir, filename="best-{epoch:03d}-{" + monitor + ":.4f}",
                                     monitor=monitor, mode="max", save_last=True, save_top_k=1)
     early_stopping = EarlyStopping(monitor=monitor, mode="max", patience=config.optim.early_stopping_patience)
-    callbacks = [checkpointing, early_stopping, EpochLogger()]
+    provenance = RunProvenance(config.model_class, config.model, dataclasses.asdict(config.featurizer))
+    callbacks = [checkpointing, early_stopping, EpochLogger(), provenance, EpochSeed(config.trainer.seed)]
     if config.optim.ema_decay > 0:
         callbacks.append(EMAWeightAveraging(decay=config.optim.ema_decay))
     trainer = L.Trainer(
@@ -63,9 +65,13 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, config: Tr
     resume_from = resume_checkpoint(config, resume)
     if resume_from is not None:
         logger.info("resuming from %s", resume_from)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
+        datamodule.prepare_data()  # the cache whose fingerprint the checkpoint must carry
+        provenance.check(torch.load(resume_from, map_location="cpu", weights_only=True),
+                         provenance.data_fingerprint(datamodule))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None,
+                weights_only=True)  # checkpoints are plain tensors and dicts: loading never runs pickled code
     best_path = checkpointing.best_model_path or str(output_dir / "last.ckpt")
-    best = type(module).load_from_checkpoint(best_path, map_location="cpu", weights_only=False)
+    best = type(module).load_from_checkpoint(best_path, map_location="cpu", weights_only=True)
     score = checkpointing.best_model_score
     return best, best_path, float(score) if score is not None else None
 

@@ -26,10 +26,10 @@ from rdkit import Chem
 from torch.utils.data import Dataset
 
 from matchms_neims.chemistry import MoleculeError, inchikey_block, parse_smiles
-from matchms_neims.featurize import Featurizer
+from matchms_neims.featurize import Featurizer, compact_features, expand_features
 from matchms_neims.library import read_molecules
 from training.config import TrainConfig
-from training.data import CacheMetadata, build_cache, compact_features, file_sha256, teacher_item
+from training.data import CacheMetadata, build_cache, file_sha256, teacher_item
 from training.soft_labels import (
     LABEL_FORMAT,
     LabelFile,
@@ -155,7 +155,8 @@ class TransferDataset(Dataset):
             self.positions.append(position)
             features.append(compact_features(featurized.features))
             masses.append(featurized.info.nominal_mass)
-        self._features = np.stack(features) if features else np.zeros((0, 0), dtype=np.uint8)
+        self._features = features
+        self._feature_size = featurizer.size
         self._masses = np.asarray(masses, dtype=np.int64)
         if len(self.positions) < len(smiles):
             logger.info("transfer set: %d of %d molecules rejected by the student's featurizer",
@@ -166,7 +167,7 @@ class TransferDataset(Dataset):
 
     def __getitem__(self, item: int) -> dict:
         return {
-            "features": torch.from_numpy(self._features[item].astype(np.float32)),
+            "features": torch.from_numpy(expand_features(self._features[item], self._feature_size)),
             "target": torch.zeros(self.n_bins),
             "nominal_mass": torch.tensor(int(self._masses[item])),
             "index": torch.tensor(-1),

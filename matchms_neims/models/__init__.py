@@ -19,6 +19,15 @@ def is_mixture_of_experts(model) -> bool:
     return hasattr(model, "forward_with_details") and hasattr(model, "n_experts")
 
 
+def deterministic_outputs(model, *inputs) -> tuple:
+    """A forward pass of ``model`` on ``inputs``: ``(spectrum, expert_weights)`` for a mixture of experts,
+    else ``(spectrum,)``."""
+    if is_mixture_of_experts(model):
+        output = model.forward_with_details(*inputs)
+        return output.spectrum, output.expert_weights
+    return (model(*inputs),)
+
+
 def get_model_class(name: str) -> type:
     """The model class called ``name``.
 
@@ -34,5 +43,5 @@ def get_model_class(name: str) -> type:
     return MODEL_CLASSES[name]
 
 
-__all__ = ["BidirectionalHead", "LAZY_MODEL_MODULES", "MODEL_CLASSES", "NeimsMLP", "StudentMoE", "get_model_class",
-           "is_mixture_of_experts"]
+__all__ = ["BidirectionalHead", "LAZY_MODEL_MODULES", "MODEL_CLASSES", "NeimsMLP", "StudentMoE",
+           "deterministic_outputs", "get_model_class", "is_mixture_of_experts"]

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from matchms_neims.models.heads import BidirectionalHead
+from matchms_neims.models.sparse_linear import SparseInputLinear
 
 
 class ResidualBottleneckBlock(nn.Module):
@@ -57,7 +58,7 @@ class NeimsMLP(nn.Module):
             raise ValueError(f"unknown input_transform {input_transform!r}")
         self.input_transform = input_transform
         self.max_mz = max_mz
-        self.input_layer = nn.Sequential(nn.Linear(input_size, hidden_size), nn.ReLU(), nn.Dropout(dropout))
+        self.input_layer = nn.Sequential(SparseInputLinear(input_size, hidden_size), nn.ReLU(), nn.Dropout(dropout))
         bottleneck = max(1, int(round(hidden_size * bottleneck_factor)))
         self.blocks = nn.Sequential(
             *[ResidualBottleneckBlock(hidden_size, bottleneck, dropout) for _ in range(n_blocks)])

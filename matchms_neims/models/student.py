@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from matchms_neims.models.heads import BidirectionalHead
+from matchms_neims.models.sparse_linear import SparseInputLinear
 
 COUNT_TRANSFORMS = ("log1p", "none")
 #: Activations of the expert blocks, the input projection and the head MLP, by name.
@@ -67,12 +68,15 @@ class PreNormGeluBlock(nn.Module):
         return x + self.layers(x)
 
 
-def _mlp(sizes: list[int], activation: type[nn.Module], dropout: float = 0.0, last_activation: bool = True
-         ) -> nn.Sequential:
-    """Linear layers between consecutive ``sizes``, each followed by ``activation`` (and dropout when > 0)."""
+def _mlp(sizes: list[int], activation: type[nn.Module], dropout: float = 0.0, last_activation: bool = True,
+         first_linear: type[nn.Linear] = nn.Linear) -> nn.Sequential:
+    """Linear layers between consecutive ``sizes``, each followed by ``activation`` (and dropout when > 0).
+
+    ``first_linear`` builds the first layer (e.g. :class:`SparseInputLinear` for a fingerprint input).
+    """
     layers: list[nn.Module] = []
     for index, (size_in, size_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(size_in, size_out))
+        layers.append((first_linear if index == 0 else nn.Linear)(size_in, size_out))
         if last_activation or index < len(sizes) - 2:
             layers.append(activation())
             if dropout > 0:
@@ -169,9 +173,10 @@ class StudentMoE(nn.Module):
         self.bias_update_rate = bias_update_rate
         self.max_mz = max_mz
         input_size = n_bits + n_count_bits
-        self.gate = _mlp([input_size, *gate_hidden, n_experts], nn.ReLU, last_activation=False)
+        self.gate = _mlp([input_size, *gate_hidden, n_experts], nn.ReLU, last_activation=False,
+                         first_linear=SparseInputLinear)
         self.register_buffer("gate_bias", torch.zeros(n_experts))
-        self.input_projection = nn.Sequential(nn.Linear(input_size, width), act(), nn.Dropout(dropout))
+        self.input_projection = nn.Sequential(SparseInputLinear(input_size, width), act(), nn.Dropout(dropout))
         self.experts = nn.ModuleList(
             nn.Sequential(*[PreNormGeluBlock(width, expert_inner, dropout, act) for _ in range(blocks_per_expert)])
             for _ in range(n_experts))

@@ -24,6 +24,7 @@ from torch_geometric.utils.smiles import e_map, x_map
 from matchms_neims.featurize import ISOTOPE_SHIFT_CATEGORIES
 from matchms_neims.models.heads import BidirectionalHead
 from matchms_neims.models.neims import ResidualBottleneckBlock
+from matchms_neims.models.sparse_linear import SparseInputLinear
 
 #: Number of categories of each atom column of :func:`matchms_neims.featurize.molecular_graph`
 #: (torch_geometric's ``from_rdmol`` columns, then the isotope shift).
@@ -168,7 +169,7 @@ class TeacherGNN(nn.Module):
         fusion_width = fusion_hidden[-1]
         bottleneck = max(1, int(round(fusion_width * fusion_bottleneck_factor)))
         if fusion_mode == "trunk":  # names as in NeimsMLP, so that a baseline file initialises the trunk
-            self.input_layer = nn.Sequential(nn.Linear(ecfp_size, fusion_width), nn.ReLU(), nn.Dropout(dropout))
+            self.input_layer = nn.Sequential(SparseInputLinear(ecfp_size, fusion_width), nn.ReLU(), nn.Dropout(dropout))
             self.graph_projection = nn.Linear(3 * hidden_size, fusion_width)
             nn.init.zeros_(self.graph_projection.weight)
             nn.init.zeros_(self.graph_projection.bias)
