@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import re
+import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,28 +125,31 @@ class _Problems:
             logger.warning("%s: skipped %d bad records in all", self.path.name, self.count)
 
 
-def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """``(line number, text)`` of a text file: UTF-8 (a BOM is dropped), UTF-16 with a BOM, and lines that are
-    not valid UTF-8 read as Windows-1252 (latin-1 for its five undefined bytes), logged once per file."""
+def _open_text(path: Path):
+    """Open a spectrum file as text: UTF-16 when it starts with a UTF-16 BOM, else UTF-8 in which bytes that are
+    not UTF-8 become lone surrogates (``surrogateescape``), for :func:`_repaired` to read as Windows-1252."""
     with open(path, "rb") as handle:
-        start = handle.read(4)
-    if start.startswith((b"\xff\xfe", b"\xfe\xff")):
-        with open(path, encoding="utf-16") as handle:
-            yield from enumerate(handle, start=1)
-        return
-    warned = False
-    with open(path, "rb") as handle:
-        for line_number, raw in enumerate(handle, start=1):
-            try:
-                yield line_number, raw.decode("utf-8")
-            except UnicodeDecodeError:
-                if not warned:
-                    logger.warning("%s:%d: not UTF-8; such lines are read as Windows-1252", path.name, line_number)
-                    warned = True
-                try:
-                    yield line_number, raw.decode("cp1252")
-                except UnicodeDecodeError:
-                    yield line_number, raw.decode("latin-1")
+        start = handle.read(2)
+    if start in (b"\xff\xfe", b"\xfe\xff"):
+        return open(path, encoding="utf-16")
+    return open(path, encoding="utf-8", errors="surrogateescape")
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
+def _repaired(line: str, path: Path, line_number: int, warned: list) -> str:
+    """A line with bytes that were not UTF-8, read again as Windows-1252 (latin-1 for its undefined bytes)."""
+    if line.isascii() or not _SURROGATE.search(line):
+        return line
+    if not warned:
+        logger.warning("%s:%d: not UTF-8; such lines are read as Windows-1252", path.name, line_number)
+        warned.append(line_number)
+    raw = line.encode("utf-8", errors="surrogateescape")
+    try:
+        return raw.decode("cp1252")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
 
 
 def _parse_peak_line(line: str, mz_out: list, int_out: list, comments: dict) -> None:
@@ -293,6 +297,9 @@ def _finish_record(metadata: dict, mz: list, intensities: list, comments: dict) 
     return SpectrumRecord(metadata=metadata, mz=mz_array, intensities=int_array, peak_comments=comments)
 
 
+_NO_LIMIT = sys.maxsize
+
+
 def _looks_like_peaks(line: str) -> bool:
     """Whether a line outside a peak list is one (a record without ``Num Peaks``): it parses as peaks."""
     if not (line[0].isdigit() or line[0] == "."):
@@ -330,9 +337,19 @@ def iter_msp(path: str | os.PathLike, problems: list[RecordProblem] | None = Non
     """
     path = Path(path)
     report = _Problems(path, problems, on_error)
+    with _open_text(path) as handle:
+        yield from _msp_records(path, handle, report)
+    report.close()
+
+
+def _msp_records(path: Path, handle, report: _Problems) -> Iterator[SpectrumRecord]:
+    """The records of an open MSP file (the body of :func:`iter_msp`)."""
     record = _RecordBuilder(1)
     line_number = 0
-    for line_number, raw_line in _text_lines(path):
+    warned: list = []
+    # the record's peak lists and how many peaks it may still take, as locals: the peak lines are most lines
+    mz, intensities, peak_limit = record.mz, record.intensities, 0
+    for line_number, raw_line in enumerate(handle, start=1):
         line = raw_line.strip().lstrip("\ufeff")
         if not line:
             if record:
@@ -340,18 +357,24 @@ def iter_msp(path: str | os.PathLike, problems: list[RecordProblem] | None = Non
                 if finished is not None:
                     yield finished
             record = _RecordBuilder(line_number + 1)
+            mz, intensities, peak_limit = record.mz, record.intensities, 0
             continue
         if "\x00" in line:
             record.fail(line_number, "binary data (NUL bytes): not a text MSP file?")
             continue
-        if record.in_peaks and (record.expected_peaks < 0 or len(record.mz) < record.expected_peaks) \
-                and not line[:5].lower() == "name:":
-            record.add_peak_line(line_number, line)
+        if len(mz) < peak_limit and (line[0] not in "Nn" or line[:5].lower() != "name:"):
+            pair = _simple_pair(line) if record.problem is None else None
+            if pair is None:
+                record.add_peak_line(line_number, line)
+            else:  # the common case, inline for speed
+                mz.append(pair[0])
+                intensities.append(pair[1])
             continue
+        line = _repaired(line, path, line_number, warned)
         key, sep, value = line.partition(":")
         if not sep or (not record.in_peaks and key[:1].isdigit()):
             if not record.in_peaks and _looks_like_peaks(line):  # peaks without a Num Peaks line
-                record.in_peaks = True
+                record.in_peaks, peak_limit = True, _NO_LIMIT
                 record.add_peak_line(line_number, line)
             continue
         key = key.strip().lower()
@@ -362,6 +385,7 @@ def iter_msp(path: str | os.PathLike, problems: list[RecordProblem] | None = Non
             if finished is not None:
                 yield finished
             record = _RecordBuilder(line_number)
+            mz, intensities, peak_limit = record.mz, record.intensities, 0
         if key == "synon":
             record.metadata.setdefault("synonyms", []).append(value)
             continue
@@ -381,13 +405,13 @@ def iter_msp(path: str | os.PathLike, problems: list[RecordProblem] | None = Non
                 record.expected_peaks = int(float(value))
             except ValueError:
                 record.expected_peaks = -1
+            peak_limit = record.expected_peaks if record.expected_peaks >= 0 else _NO_LIMIT
         record.metadata[_MSP_KEY_ALIASES.get(key, key.replace(" ", "_"))] = value
     if record:
         truncated = record.in_peaks and 0 <= len(record.mz) < record.expected_peaks
         finished = record.finish(path, report, line_number, truncated=truncated)
         if finished is not None:
             yield finished
-    report.close()
 
 
 def iter_mgf(path: str | os.PathLike, problems: list[RecordProblem] | None = None, on_error: str = "skip"
@@ -399,10 +423,18 @@ def iter_mgf(path: str | os.PathLike, problems: list[RecordProblem] | None = Non
     """
     path = Path(path)
     report = _Problems(path, problems, on_error)
+    with _open_text(path) as handle:
+        yield from _mgf_records(path, handle, report)
+    report.close()
+
+
+def _mgf_records(path: Path, handle, report: _Problems) -> Iterator[SpectrumRecord]:
+    """The records of an open MGF file (the body of :func:`iter_mgf`)."""
     record: _RecordBuilder | None = None
     line_number = 0
-    for line_number, raw_line in _text_lines(path):
-        line = raw_line.strip().lstrip("\ufeff")
+    warned: list = []
+    for line_number, raw_line in enumerate(handle, start=1):
+        line = _repaired(raw_line.strip().lstrip("\ufeff"), path, line_number, warned)
         if not line or line.startswith("#"):
             continue
         upper = line.upper()
@@ -434,7 +466,6 @@ def iter_mgf(path: str | os.PathLike, problems: list[RecordProblem] | None = Non
         record.add_peak_line(line_number, line)
     if record is not None:
         record.finish(path, report, line_number, truncated=True)
-    report.close()
 
 
 def detect_format(path: str | os.PathLike) -> str:
