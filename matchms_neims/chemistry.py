@@ -16,6 +16,8 @@ _PERIODIC_TABLE = Chem.GetPeriodicTable()
 _LARGEST_FRAGMENT = rdMolStandardize.LargestFragmentChooser(preferOrganic=True)
 _UNCHARGER = rdMolStandardize.Uncharger()
 _DUMMY_ATOM = Chem.MolFromSmarts("[#0]")
+#: Molecule property in which :func:`parse_smiles` notes what it changed.
+STANDARDIZATION_PROP = "neims_standardization"
 
 
 class MoleculeError(ValueError):
@@ -46,6 +48,9 @@ class MoleculeInfo:
         Monoisotopic mass (Da).
     nominal_mass
         Integer mass from the most abundant isotope of each element: the m/z of M+.
+    standardization
+        What :func:`parse_smiles` changed, e.g. ``"kept the largest of 2 fragments; neutralised"`` (empty when
+        the molecule was used as given).
     """
 
     smiles: str
@@ -53,6 +58,7 @@ class MoleculeInfo:
     formula: str
     exact_mass: float
     nominal_mass: int
+    standardization: str = ""
 
 
 def parse_smiles(smiles: str, record: str = "molecule", keep_largest_fragment: bool = True) -> Chem.Mol:
@@ -73,9 +79,14 @@ def parse_smiles(smiles: str, record: str = "molecule", keep_largest_fragment: b
     mol = Chem.MolFromSmiles(text)
     if mol is None:
         raise MoleculeError(record, f"unparsable SMILES {text!r}")
-    if keep_largest_fragment and "." in text and len(Chem.GetMolFrags(mol)) > 1:  # "." separates fragments
-        mol = _LARGEST_FRAGMENT.choose(mol)
-        mol = _UNCHARGER.uncharge(mol)
+    n_fragments = len(Chem.GetMolFrags(mol)) if "." in text else 1  # "." is the only way to write two fragments
+    if keep_largest_fragment and n_fragments > 1:
+        largest = _LARGEST_FRAGMENT.choose(mol)
+        mol = _UNCHARGER.uncharge(largest)
+        changes = [f"kept the largest of {n_fragments} fragments"]
+        if Chem.MolToSmiles(mol) != Chem.MolToSmiles(largest):
+            changes.append("neutralised")
+        mol.SetProp(STANDARDIZATION_PROP, "; ".join(changes))
     if mol.GetNumHeavyAtoms() == 0 and mol.GetNumAtoms() == 0:
         raise MoleculeError(record, f"SMILES {text!r} has no atoms")
     if mol.HasSubstructMatch(_DUMMY_ATOM):
@@ -117,6 +128,7 @@ def describe(mol: Chem.Mol) -> MoleculeInfo:
         formula=rdMolDescriptors.CalcMolFormula(mol),
         exact_mass=float(rdMolDescriptors.CalcExactMolWt(mol)),
         nominal_mass=nominal_mass(mol),
+        standardization=mol.GetProp(STANDARDIZATION_PROP) if mol.HasProp(STANDARDIZATION_PROP) else "",
     )
 
 

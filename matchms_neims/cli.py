@@ -31,6 +31,9 @@ def _add_predict(subparsers) -> None:
     parser.add_argument("--min-intensity", type=float, default=0.001,
                         help="drop predicted peaks below this fraction of the base peak (default 0.001)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: the backend's choice)")
+    parser.add_argument("--keep-duplicates", action="store_true",
+                        help="write every record; by default a molecule already written (same InChIKey) is skipped "
+                             "and listed in --errors (with --devices: within each shard)")
     parser.add_argument("--featurize-workers", type=int, default=0, metavar="N",
                         help="featurise (RDKit) in N worker processes while the model runs (default 0: in this "
                              "process); same spectra. On 2 cores '--featurize-workers 1 --threads 1' is fastest")
@@ -79,13 +82,13 @@ def _predict_library(args, predictor) -> int:
             num_nodes=args.num_nodes or 1, accelerator=args.accelerator,
             shard_size=10_000 if args.shard_size is None else args.shard_size, batch_size=args.batch_size,
             chunk_size=args.chunk_size, errors_path=args.errors, min_relative_intensity=args.min_intensity,
-            resume=args.resume)
+            resume=args.resume, skip_duplicates=not args.keep_duplicates)
         if summary is not None:  # global rank 0
             print(summary)
         return 0
     summary = build_library(args.input, args.output, file_format=args.format, predictor=predictor,
                             batch_size=args.batch_size, chunk_size=args.chunk_size, errors_path=args.errors,
-                            min_relative_intensity=args.min_intensity)
+                            min_relative_intensity=args.min_intensity, skip_duplicates=not args.keep_duplicates)
     print(summary)
     return 0
 
@@ -122,6 +125,8 @@ def _add_search(subparsers) -> None:
     parser.add_argument("library", help="library spectra (.msp or .mgf), experimental or predicted")
     parser.add_argument("-o", "--output", required=True, help="hits table to write (.tsv)")
     parser.add_argument("--top-k", type=int, default=10, help="hits per query (default 10)")
+    parser.add_argument("--errors", default=None,
+                        help="write the records skipped as unreadable (file, line, record, reason) to this TSV")
     parser.add_argument("--mz-power", type=float, default=None, help="cosine m/z weighting exponent")
     parser.add_argument("--intensity-power", type=float, default=None, help="cosine intensity weighting exponent")
     parser.add_argument("--max-mz", type=int, default=None, help="highest m/z compared (default 1000)")
@@ -134,10 +139,12 @@ def _add_search(subparsers) -> None:
 
 
 def _run_search(args) -> int:
+    from matchms_neims.io import iter_records, write_problems
     from matchms_neims.search import DEFAULT_INTENSITY_POWER, DEFAULT_MAX_MZ, DEFAULT_MZ_POWER, search_library
 
+    problems: list = []  # bad records of both files, skipped
     result = search_library(
-        args.queries, args.library, top_k=args.top_k,
+        iter_records(args.queries, problems), iter_records(args.library, problems), top_k=args.top_k,
         mz_power=DEFAULT_MZ_POWER if args.mz_power is None else args.mz_power,
         intensity_power=DEFAULT_INTENSITY_POWER if args.intensity_power is None else args.intensity_power,
         max_mz=DEFAULT_MAX_MZ if args.max_mz is None else args.max_mz,
@@ -146,6 +153,9 @@ def _run_search(args) -> int:
     result.to_tsv(args.output)
     print(f"{result.n_queries} queries searched against {result.n_library} library spectra; "
           f"hits written to {args.output}")
+    if problems or args.errors:
+        where = f": listed in {write_problems(problems, args.errors)}" if args.errors else " (see the log above)"
+        print(f"{len(problems)} unreadable records skipped{where}")
     return 0
 
 

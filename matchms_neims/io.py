@@ -468,6 +468,17 @@ def _mgf_records(path: Path, handle, report: _Problems) -> Iterator[SpectrumReco
         record.finish(path, report, line_number, truncated=True)
 
 
+def write_problems(problems: Iterable[RecordProblem], path: str | os.PathLike) -> Path:
+    """Write skipped records as a TSV (columns ``file``, ``line``, ``record``, ``reason``), atomically."""
+    path = Path(path)
+    with atomic_output(path) as handle:
+        handle.write("file\tline\trecord\treason\n")
+        for problem in problems:
+            fields = (problem.file, str(problem.line), problem.record, problem.reason)
+            handle.write("\t".join(field.replace("\t", " ").replace("\n", " ") for field in fields) + "\n")
+    return path
+
+
 def detect_format(path: str | os.PathLike) -> str:
     """Return ``"msp"`` or ``"mgf"`` from the file extension."""
     suffix = Path(path).suffix.lower().lstrip(".")

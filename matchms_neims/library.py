@@ -146,15 +146,15 @@ def _read_smi(path: Path) -> Iterator[MoleculeInput]:
     header_checked = False
     with _open_text(path) as handle:
         for line_number, raw_line in enumerate(handle, start=1):
-            line = raw_line.strip()
-            if not line or line[0] == "#":
+            line = raw_line.rstrip("\r\n")  # a leading tab means an empty SMILES column: kept
+            if not line.strip() or line.lstrip()[0] == "#":
                 continue
             if "\t" in line:
                 smiles, _, rest = line.partition("\t")
                 name = rest.split("\t", 1)[0].strip()
                 smiles = smiles.strip()
             else:
-                parts = line.split(None, 1)
+                parts = line.strip().split(None, 1)
                 smiles = parts[0]
                 name = parts[1].strip() if len(parts) > 1 else ""
             if not header_checked:
@@ -375,6 +375,7 @@ def build_library(
     errors_path: str | os.PathLike | None = None,
     min_relative_intensity: float = 0.001,
     progress: bool = True,
+    skip_duplicates: bool = True,
 ) -> LibrarySummary:
     """Predict EI spectra for many molecules and write them as an MSP or MGF library.
 
@@ -409,6 +410,10 @@ def build_library(
         to a base peak of 999 and rounded to integers; peaks that round to 0 are dropped.
     progress
         Show a progress bar (tqdm) on stderr.
+    skip_duplicates
+        Write each molecule once: a later record with the InChIKey (or, without one, the canonical SMILES)
+        of a molecule already written is skipped and listed as a duplicate of the first. The keys seen are
+        kept in memory (about 150 bytes per molecule); ``False`` writes every record.
 
     Returns
     -------
@@ -439,6 +444,7 @@ def build_library(
 
     peaks = _PeakFormatter(getattr(predictor, "max_mz", 1000))
     errors: list[tuple[str, str, str]] = []
+    first_record_of: dict[str, str] = {}  # molecule key -> record written for it (skip_duplicates)
     n_input = n_written = 0
     previous_batch_size = predictor.batch_size
     predictor.batch_size = batch_size
@@ -458,6 +464,13 @@ def build_library(
                         errors.append((molecule.record, molecule.smiles,
                                        f"no predicted peak above {min_relative_intensity:g} of the base peak"))
                         continue
+                    if skip_duplicates:
+                        key = info.inchikey or info.smiles
+                        if key in first_record_of:
+                            errors.append((molecule.record, molecule.smiles, f"duplicate of {first_record_of[key]} "
+                                           f"(same {'InChIKey' if info.inchikey else 'canonical SMILES'} {key})"))
+                            continue
+                        first_record_of[key] = molecule.record
                     # passed only when present, so that predictor wrappers with the older signature keep working
                     extra = {} if expert_weights is None else {"expert_weights": expert_weights}
                     metadata = predictor.spectrum_metadata(molecule, info, uncertainty, **extra)

@@ -382,6 +382,8 @@ class NeimsPredictor:
         }
         if molecule.smiles and molecule.smiles != info.smiles:
             metadata["input_smiles"] = molecule.smiles
+        if info.standardization:
+            metadata["standardization"] = info.standardization
         if uncertainty is not None:
             metadata["prediction_uncertainty"] = round(float(uncertainty), 4)
         if expert_weights is not None:

@@ -48,6 +48,7 @@ class ShardJob:
     batch_size: int = 512
     chunk_size: int = 4096
     min_relative_intensity: float = 0.001
+    skip_duplicates: bool = True  # within each shard
 
     @property
     def shard_dir(self) -> Path:
@@ -88,7 +89,7 @@ def manifest(job: ShardJob, predictor: NeimsPredictor) -> dict:
     settings = asdict(job)
     return {"input": _input_identity(job.molecules), "model": _model_identity(predictor),
             "settings": {key: settings[key] for key in ("file_format", "shard_size", "batch_size", "chunk_size",
-                                                             "min_relative_intensity")}}
+                                                             "min_relative_intensity", "skip_duplicates")}}
 
 
 def prepare_shard_dir(job: ShardJob, predictor: NeimsPredictor, resume: bool) -> None:
@@ -155,7 +156,8 @@ class ShardPredictor(L.LightningModule):
         index, molecules = batch
         summary = build_library(molecules, self.job.shard_path(index), self.job.file_format, self.predictor,
                                 self.job.batch_size, self.job.chunk_size, self.job.errors_path(index),
-                                self.job.min_relative_intensity, progress=False)
+                                self.job.min_relative_intensity, progress=False,
+                                skip_duplicates=self.job.skip_duplicates)
         counts = {"n_input": summary.n_input, "n_written": summary.n_written}
         with atomic_output(self.job.summary_path(index)) as handle:
             json.dump(counts, handle)
@@ -201,7 +203,8 @@ def predict_sharded(molecules: str | os.PathLike, output: str | os.PathLike, pre
                     file_format: str | None = None, devices: int | str = 1, num_nodes: int = 1,
                     accelerator: str = "cpu", shard_size: int = 10_000, batch_size: int = 512, chunk_size: int = 4096,
                     errors_path: str | os.PathLike | None = None, min_relative_intensity: float = 0.001,
-                    resume: bool = False, progress: bool = True) -> LibrarySummary | None:
+                    resume: bool = False, progress: bool = True, skip_duplicates: bool = True
+                    ) -> LibrarySummary | None:
     """Predict a library in shards with Lightning over ``devices`` x ``num_nodes`` processes, then merge.
 
     Parameters
@@ -219,6 +222,8 @@ def predict_sharded(molecules: str | os.PathLike, output: str | os.PathLike, pre
         Molecules per shard: the unit of work, of output files and of resumption.
     resume
         Continue an interrupted run: finished shards are kept (the input, model and settings must match).
+    skip_duplicates
+        Skip molecules already written in the same shard (see :func:`~matchms_neims.library.build_library`).
 
     Returns
     -------
@@ -232,7 +237,7 @@ def predict_sharded(molecules: str | os.PathLike, output: str | os.PathLike, pre
         raise ValueError(f"shard_size must be at least 1, got {shard_size}")
     file_format = (file_format or detect_format(output)).lower()
     job = ShardJob(str(molecules), str(output), file_format, shard_size, batch_size, chunk_size,
-                   min_relative_intensity)
+                   min_relative_intensity, skip_duplicates)
     if not Path(job.molecules).is_file():
         raise FileNotFoundError(f"molecule file not found: {job.molecules}")
     module = ShardPredictor(predictor, job)

@@ -43,3 +43,59 @@ def test_missing_input_is_a_clear_error(tmp_path, tiny_model_path, capsys):
                  "--model", str(tiny_model_path)])
     assert code == 2
     assert not (tmp_path / "x.msp").exists()
+
+
+def test_search_skips_and_lists_unreadable_records(tmp_path, fixtures_dir, capsys):
+    queries = tmp_path / "queries.msp"
+    queries.write_text("Name: good query\nNum Peaks: 2\n41 100\n43 999\n\nName: nan query\nNum Peaks: 2\n41 nan\n"
+                       "43 999\n\nName: cut query\nNum Peaks: 3\n41 5\n")
+    hits, errors = tmp_path / "hits.tsv", tmp_path / "unreadable.tsv"
+    assert main(["search", str(queries), str(fixtures_dir / "nist_style.msp"), "-o", str(hits), "--errors",
+                 str(errors)]) == 0
+    assert "1 queries searched" in capsys.readouterr().out
+    rows = list(csv.DictReader(errors.open(), delimiter="\t"))
+    assert [(row["file"], row["record"]) for row in rows] == [("queries.msp", "nan query"), ("queries.msp", "cut query")]
+    assert "NaN" in rows[0]["reason"] and rows[0]["line"] == "8" and "truncated" in rows[1]["reason"]
+
+
+def test_predict_gives_every_awkward_molecule_a_spectrum_or_a_reason(tmp_path):
+    lines = {
+        "CCO": "ethanol",
+        "C1CC(": "unparsable",
+        "C[NH3+].[Cl-]": "salt",
+        "C[N+](C)(C)C": "quaternary cation",
+        "[CH3]": "methyl radical",
+        "[13CH3]C(=O)C": "labelled acetone",
+        "CC[Se]CC": "selenide",
+        "*CC": "wildcard",
+        "C" * 40: "tetracontane, above m/z 500",
+        "O=C(O)" + "C" * 300: "huge",
+        "OCC": "ethanol again",
+        "": "no structure",  # a name without a SMILES
+    }
+    molecules = tmp_path / "awkward.smi"
+    molecules.write_text("".join(f"{smiles}\t{name}\n" for smiles, name in lines.items()))
+    library, errors = tmp_path / "library.msp", tmp_path / "errors.tsv"
+    assert main(["predict", str(molecules), "-o", str(library), "--errors", str(errors)]) == 0
+    written = {record.name: record.metadata for record in iter_records(library)}
+    reasons = {row["record"]: row["reason"] for row in csv.DictReader(errors.open(), delimiter="\t")}
+    assert set(written) == {"ethanol", "salt", "quaternary cation", "methyl radical", "labelled acetone", "selenide"}
+    assert written["salt"]["standardization"] == "kept the largest of 2 fragments; neutralised"
+    assert written["salt"]["smiles"] == "CN" and written["labelled acetone"]["nominal_mass"] == "59"
+    assert len(written) + len(reasons) == len(lines)
+    assert "unparsable" in reasons["line 2 (unparsable)"] and "wildcard" in reasons["line 8 (wildcard)"]
+    assert "above the model's range" in reasons["line 9 (tetracontane, above m/z 500)"]
+    assert "above the model's range" in reasons["line 10 (huge)"]
+    assert reasons["line 11 (ethanol again)"].startswith("duplicate of line 1 (ethanol) (same InChIKey")
+    assert reasons["line 12 (no structure)"] == "no SMILES given"
+
+
+def test_predictions_are_bit_identical_across_runs(tmp_path, fixtures_dir):
+    """Two fresh processes with the same settings write byte-identical libraries (spectra and metadata)."""
+    outputs = []
+    for run in range(2):
+        output = tmp_path / f"run{run}.msp"
+        subprocess.run([sys.executable, "-m", "matchms_neims.cli", "predict", str(fixtures_dir / "molecules_small.smi"),
+                        "-o", str(output), "--threads", "2"], check=True, capture_output=True)
+        outputs.append(output.read_bytes())
+    assert outputs[0] == outputs[1] and outputs[0].count(b"Num Peaks") >= 8

@@ -73,6 +73,33 @@ def test_cache_is_built_reused_and_rebuilt(tmp_path, fixtures_dir):
         assert handle["spectra"].shape[0] == n + 1
 
 
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "missing column", "short column", "old format"])
+def test_corrupt_or_stale_cache_is_detected_and_rebuilt(tmp_path, fixtures_dir, caplog, damage):
+    config = DataConfig(spectra=str(fixtures_dir / "massbank_mini.msp"), cache=str(tmp_path / "cache.h5"))
+    cache = build_cache(config, progress=False)
+    good = read_spectra(cache, np.arange(5))
+    if damage == "garbage":
+        cache.write_bytes(b"not an HDF5 file at all" * 100)
+    elif damage == "truncated":
+        cache.write_bytes(cache.read_bytes()[: cache.stat().st_size // 2])
+    else:
+        with h5py.File(cache, "r+") as handle:
+            if damage == "missing column":
+                del handle["inchikey"]
+            elif damage == "short column":
+                data = handle["nominal_mass"][:-1]
+                del handle["nominal_mass"]
+                handle["nominal_mass"] = data
+            else:
+                handle.attrs["fingerprint"] = "written by an older cache format"
+    with caplog.at_level("WARNING", logger="training.data"):
+        assert build_cache(config, progress=False) == cache
+    expected = {"garbage": "unreadable", "truncated": "unreadable", "missing column": "incomplete (no inchikey)",
+                "short column": "different lengths", "old format": "stale"}[damage]
+    assert expected in caplog.text and "rebuilding" in caplog.text
+    np.testing.assert_array_equal(read_spectra(cache, np.arange(5)), good)
+
+
 def test_lazy_dataset_reads_spectra_from_disk(tmp_path, fixtures_dir):
     config = DataConfig(spectra=str(fixtures_dir / "massbank_mini.msp"), cache=str(tmp_path / "cache.h5"))
     cache = build_cache(config, progress=False)

@@ -126,6 +126,36 @@ def cache_fingerprint(config: DataConfig, source_hash: str) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
+CACHE_COLUMNS = ("smiles", "inchikey", "molecule_key", "compound_name", "spectrum_id", "instrument_type",
+                 "nominal_mass", "split")
+
+
+def cache_problem(cache: Path, fingerprint: str, max_mz: int) -> str | None:
+    """Why an existing cache cannot be reused (``None`` when it can).
+
+    It must open as HDF5, carry ``fingerprint`` (same source file, cleaning, binning, split and cache format
+    version) and hold every column with one row per spectrum and ``max_mz + 1`` bins, readable at both ends.
+    """
+    try:
+        with h5py.File(cache, "r") as handle:
+            if handle.attrs.get("fingerprint") != fingerprint:
+                return "is stale (the source file, the settings or the cache format changed)"
+            missing = [name for name in ("spectra", *CACHE_COLUMNS) if name not in handle]
+            if missing:
+                return f"is incomplete (no {', '.join(missing)})"
+            spectra = handle["spectra"]
+            if spectra.ndim != 2 or spectra.shape[1] != max_mz + 1:
+                return f"has spectra of shape {spectra.shape}, not (n, {max_mz + 1})"
+            lengths = {name: len(handle[name]) for name in CACHE_COLUMNS}
+            if any(length != spectra.shape[0] for length in lengths.values()):
+                return f"has columns of different lengths ({spectra.shape[0]} spectra, {lengths})"
+            if spectra.shape[0]:
+                spectra[0], spectra[-1]  # noqa: B018 - the first and last chunks decompress
+    except (OSError, KeyError, ValueError, RuntimeError) as error:
+        return f"is unreadable ({type(error).__name__}: {error})"
+    return None
+
+
 def _string_dataset(group: h5py.Group, name: str, values: list[str]) -> None:
     group.create_dataset(name, data=np.array(values, dtype=object), dtype=h5py.string_dtype("utf-8"),
                          compression="gzip")
@@ -148,14 +178,11 @@ def build_cache(config: DataConfig, force: bool = False, progress: bool = True) 
     cache = Path(config.cache)
     fingerprint = cache_fingerprint(config, file_sha256(source))
     if cache.is_file() and not force:
-        try:
-            with h5py.File(cache, "r") as handle:
-                if handle.attrs.get("fingerprint") == fingerprint:
-                    logger.info("reusing cache %s", cache)
-                    return cache
-        except OSError:
-            pass
-        logger.info("cache %s is stale (source or settings changed): rebuilding", cache)
+        problem = cache_problem(cache, fingerprint, config.max_mz)
+        if problem is None:
+            logger.info("reusing cache %s", cache)
+            return cache
+        logger.warning("cache %s %s: rebuilding it", cache, problem)
 
     records = list(tqdm(iter_records(source), desc=f"reading {source.name}", unit="spectra", disable=not progress))
     spectra = [record.to_spectrum() for record in records]
