@@ -13,6 +13,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections import Counter
 from itertools import islice
 from pathlib import Path
 
@@ -119,3 +120,42 @@ def test_search_1000_queries_against_1m_predicted_entries(nist17_library, tmp_pa
     assert max(int(row["library_index"]) for row in rows) < n_entries
     assert elapsed < 300
     assert peak_gb < 4
+
+
+def test_100k_smiles_with_5_percent_bad_lines(tmp_path):
+    """100,000 lines, 5% of them bad: the library holds exactly the good molecules, every bad line is listed."""
+    from matchms_neims.chemistry import MoleculeError, describe, parse_smiles
+
+    good_smiles = []
+    for line in (SHARED_DATA / "nist17_molecules.smi").read_text().splitlines():
+        try:
+            if line.strip() and describe(parse_smiles(line.split()[0])).nominal_mass <= 500:
+                good_smiles.append(line.split()[0])
+        except MoleculeError:
+            pass
+    bad_kinds = ["C1CC(", "not a molecule", "*C(=O)O", "C" * 45, "c1ccccc1c", "[Xx]C", "C(C)(C)(C)(C)C", "", "]]"]
+    rng = np.random.default_rng(0)
+    n_lines, n_bad = 100_000, 5_000
+    bad_positions = set(rng.choice(n_lines, n_bad, replace=False).tolist())
+    lines, good_names, bad_records = [], [], []
+    for index in range(n_lines):
+        if index in bad_positions:
+            name = f"bad {index}"
+            lines.append(f"{bad_kinds[index % len(bad_kinds)]}\t{name}")
+            bad_records.append(f"line {index + 1} ({name})")
+        else:
+            name = f"good {index}"
+            lines.append(f"{good_smiles[index % len(good_smiles)]}\t{name}")
+            good_names.append(name)
+    molecules = tmp_path / "mixed.smi"
+    molecules.write_text("\n".join(lines) + "\n")
+    library, errors = tmp_path / "mixed.msp", tmp_path / "errors.tsv"
+    elapsed = _cli("predict", str(molecules), "-o", str(library), "--errors", str(errors), "--keep-duplicates")
+    written = [record.name for record in iter_records(library)]
+    rows = list(csv.DictReader(errors.open(), delimiter="\t"))
+    kinds = ("unparsable", "wildcard", "above the model's range", "no SMILES")
+    reasons = Counter(next((kind for kind in kinds if kind in row["reason"]), row["reason"]) for row in rows)
+    print(f"\n100k lines, 5% bad: {len(written)} written, {len(rows)} listed in {elapsed:.1f} s; "
+          f"reasons {dict(reasons)}")
+    assert written == good_names
+    assert [row["record"] for row in rows] == bad_records and all(row["reason"] for row in rows)

@@ -54,7 +54,8 @@ def test_search_skips_and_lists_unreadable_records(tmp_path, fixtures_dir, capsy
                  str(errors)]) == 0
     assert "1 queries searched" in capsys.readouterr().out
     rows = list(csv.DictReader(errors.open(), delimiter="\t"))
-    assert [(row["file"], row["record"]) for row in rows] == [("queries.msp", "nan query"), ("queries.msp", "cut query")]
+    assert [(row["file"], row["record"]) for row in rows] == [("queries.msp", "nan query"),
+                                                               ("queries.msp", "cut query")]
     assert "NaN" in rows[0]["reason"] and rows[0]["line"] == "8" and "truncated" in rows[1]["reason"]
 
 
