@@ -16,6 +16,7 @@ import platform
 import resource
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
@@ -166,10 +167,11 @@ def cosine_to_torch(predictor, smiles: Sequence[str]) -> dict[str, float]:
 def run_in_fresh_process(function, *arguments):
     """``function(*arguments)`` in a new interpreter (spawned), so that its memory peak and caches are its own.
 
-    ``function`` must be importable at module level, and its arguments and result picklable.
+    ``function`` must be importable at module level, and its arguments and result picklable. The process is
+    not a daemon, so it may start processes of its own (featurisation workers).
     """
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(function, arguments)
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as executor:
+        return executor.submit(function, *arguments).result()
 
 
 def _run_case_in_child(case: BenchmarkCase, smiles: list[str], latency_molecules: int, batch_sizes: list[int],

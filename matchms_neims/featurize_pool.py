@@ -8,13 +8,19 @@ about 200 bytes instead of 24 kB), while the main process runs the model on the 
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
-from collections.abc import Iterable, Iterator, Sequence
+import pickle
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
 from matchms_neims.chemistry import MoleculeError
 from matchms_neims.featurize import FeaturizedMolecule, Featurizer, compact_features, expand_features
+
+logger = logging.getLogger(__name__)
 
 #: ``(positions in the chunk, featurized molecules, errors)`` of one chunk.
 FeaturizedChunk = tuple[list[int], list[FeaturizedMolecule], list[MoleculeError]]
@@ -40,17 +46,26 @@ def _start_worker(featurizer: Featurizer) -> None:
     _worker_featurizer = featurizer
 
 
+class _Pickled(bytes):
+    """Features (a molecular graph) pickled in the worker with the plain pickler.
+
+    Sent as they are, torch tensors would travel as shared-memory file descriptors, and with thousands of
+    graphs in flight the receiving end runs out of them ("received 0 items of ancdata").
+    """
+
+
 def _compact_if_lossless(features):
-    """Compact entries (int32) of a fingerprint when they give it back exactly; else the features unchanged."""
+    """Compact entries (int32) of a fingerprint when they give it back exactly; graphs as :class:`_Pickled`."""
     if not isinstance(features, np.ndarray):
-        return features
+        return _Pickled(pickle.dumps(features, protocol=pickle.HIGHEST_PROTOCOL))
     compact = compact_features(features)
     return compact if np.array_equal(expand_features(compact, features.size), features) else features
 
 
 def _expanded(features, size: int):
-    return expand_features(features, size) if isinstance(features, np.ndarray) and features.dtype == np.int32 \
-        else features
+    if isinstance(features, _Pickled):
+        return pickle.loads(features)
+    return expand_features(features, size) if features.dtype == np.int32 else features
 
 
 def _featurize_in_worker(molecules: list[tuple[str, str]]) -> tuple[list[int], list, list[MoleculeError]]:
@@ -84,25 +99,41 @@ class FeaturizerPool:
             raise ValueError(f"a featurizer pool needs at least one worker, got {workers}")
         self.featurizer = featurizer
         self.workers = workers
-        context = multiprocessing.get_context("spawn")
-        self._pool = context.Pool(workers, initializer=_start_worker, initargs=(featurizer,))
+        self._executor = self._start()
 
-    def imap(self, chunks: Iterable[Sequence]) -> Iterator[FeaturizedChunk]:
+    def _start(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_start_worker, initargs=(self.featurizer,))
+
+    def imap(self, chunks: Sequence[Sequence]) -> Iterator[FeaturizedChunk]:
         """Featurize chunks of molecules (objects with ``smiles`` and ``record``), yielded in order as they finish.
 
-        Workers run ahead of the consumer, so the caller's work on one chunk overlaps the featurisation of
-        the next ones.
+        All chunks are handed to the workers at once, so the caller's work on one chunk overlaps the
+        featurisation of the next ones. Should a worker process die, the pool is restarted and the chunks
+        not yet returned are featurized in this process.
         """
         size = self.featurizer.size
-        payloads = ([(molecule.smiles, molecule.record) for molecule in chunk] for chunk in chunks)
-        for positions, compact, errors in self._pool.imap(_featurize_in_worker, payloads):
-            featurized = [FeaturizedMolecule(info, _expanded(features, size)) for info, features in compact]
-            yield positions, featurized, errors
+        futures = [self._executor.submit(_featurize_in_worker, [(molecule.smiles, molecule.record)
+                                                                for molecule in chunk]) for chunk in chunks]
+        broken = False
+        for chunk, future in zip(chunks, futures):
+            if not broken:
+                try:
+                    positions, compact, errors = future.result()
+                except BrokenProcessPool as error:
+                    logger.warning("a featurisation worker died (%s); featurizing the rest of the batch here", error,
+                                   exc_info=logger.isEnabledFor(logging.DEBUG))
+                    broken = True
+                    self._executor.shutdown(wait=False, cancel_futures=True)
+                    self._executor = self._start()
+            if broken:
+                yield featurize_chunk(self.featurizer, chunk)
+                continue
+            yield positions, [FeaturizedMolecule(info, _expanded(features, size)) for info, features in compact], errors
 
     def close(self) -> None:
         """Stop the workers."""
-        self._pool.terminate()
-        self._pool.join()
+        self._executor.shutdown(wait=True, cancel_futures=True)
 
 
 __all__ = ["FeaturizedChunk", "FeaturizerPool", "featurize_chunk"]

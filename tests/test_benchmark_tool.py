@@ -60,16 +60,21 @@ def test_benchmark_command_writes_json_and_plot(tiny_model_path, tmp_path, capsy
     molecules.write_text("\n".join(SMILES) + "\n")
     output = tmp_path / "bench"
     code = main(["benchmark", str(molecules), "-o", str(output), "--model", f"tiny={tiny_model_path}",
-                 "--backend", "torch", "--latency-molecules", "3", "--batch-sizes", "1", "8", "--threads", "1"])
+                 "--backend", "torch", "--latency-molecules", "3", "--batch-sizes", "1", "2", "--threads", "2",
+                 "--featurize-workers", "0", "1"])
     assert code == 0
     report = json.loads((output / "benchmark.json").read_text())
-    assert report["settings"] == {"molecules": len(SMILES), "latency_molecules": 3, "batch_sizes": [1, 8],
-                                  "threads": 1}
+    assert report["settings"] == {"molecules": len(SMILES), "latency_molecules": 3, "batch_sizes": [1, 2],
+                                  "threads": 2}
     assert report["machine"]["logical_cores"] >= 1
-    (result,) = report["results"]
-    assert result["label"] == "tiny" and result["backend"] == "torch" and result["model_name"] == "tiny"
+    plain, pooled = report["results"]  # the second case featurises in a worker process, started in the case's
+    assert plain["label"] == "tiny" and plain["backend"] == "torch" and plain["model_name"] == "tiny"
+    assert (plain["featurize_workers"], plain["model_threads"]) == (0, 2)
+    assert (pooled["featurize_workers"], pooled["model_threads"]) == (1, 1) and "error" not in pooled
     assert (output / "benchmark.png").read_bytes()[:4] == b"\x89PNG"
-    assert "tiny (torch): single molecule p50" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "tiny (torch): single molecule p50" in printed
+    assert "tiny (torch, 1 featurize workers): single molecule p50" in printed
 
 
 def test_benchmark_command_rejects_a_model_without_label(tmp_path):

@@ -6,6 +6,8 @@ import csv
 import subprocess
 import sys
 
+import pytest
+
 from matchms_neims.cli import main
 from matchms_neims.io import iter_records
 
@@ -100,3 +102,20 @@ def test_predictions_are_bit_identical_across_runs(tmp_path, fixtures_dir):
                         "-o", str(output), "--threads", "2"], check=True, capture_output=True)
         outputs.append(output.read_bytes())
     assert outputs[0] == outputs[1] and outputs[0].count(b"Num Peaks") >= 8
+
+
+def test_featurize_workers_auto_splits_the_cores(monkeypatch):
+    from matchms_neims import cli
+
+    monkeypatch.setattr(cli, "available_cores", lambda: 2)
+    assert cli.featurize_workers_and_threads("auto", 0) == (1, 1)
+    assert cli.featurize_workers_and_threads("auto", 0, sharded=True) == (0, 0)  # ranks share the cores already
+    assert cli.featurize_workers_and_threads("auto", 4) == (1, 4)  # --threads given: kept
+    assert cli.featurize_workers_and_threads("0", 0) == (0, 0)
+    monkeypatch.setattr(cli, "available_cores", lambda: 16)
+    assert cli.featurize_workers_and_threads("auto", 0) == (8, 8)
+    assert cli.featurize_workers_and_threads("3", 0) == (3, 13)
+    monkeypatch.setattr(cli, "available_cores", lambda: 1)
+    assert cli.featurize_workers_and_threads("auto", 0) == (0, 0)
+    with pytest.raises(ValueError, match="featurize-workers"):
+        cli.featurize_workers_and_threads("-1", 0)

@@ -90,3 +90,29 @@ def test_molecule_identity():
     # salts are reduced to the largest organic fragment
     assert describe(parse_smiles("C[NH3+].[Cl-]")).smiles == "CN"  # and neutralised: the free base
     assert describe(parse_smiles("O=[N+]([O-])c1ccccc1")).smiles == "O=[N+]([O-])c1ccccc1"
+
+
+def test_featurizer_pool_returns_what_this_process_computes():
+    from matchms_neims.featurize_pool import FeaturizerPool, featurize_chunk
+    from matchms_neims.predictor import MoleculeInput
+
+    molecules = [MoleculeInput(smiles, "", f"record {index}") for index, smiles in
+                 enumerate(["CCO", "C1", "c1ccccc1O", "[13CH3]C(=O)C", "C" * 40, "CC(=O)Nc1ccc(O)cc1"])]
+    chunks = [molecules[:2], molecules[2:5], molecules[5:]]
+    for kind in ("student_fingerprint", "graph_ecfp"):  # compact fingerprints and pickled graphs
+        featurizer = Featurizer(kind=kind)
+        pool = FeaturizerPool(featurizer, 1)
+        try:
+            pooled = list(pool.imap(chunks))
+        finally:
+            pool.close()
+        for (positions, featurized, errors), chunk in zip(pooled, chunks):
+            expected_positions, expected, expected_errors = featurize_chunk(featurizer, chunk)
+            assert positions == expected_positions and [str(e) for e in errors] == [str(e) for e in expected_errors]
+            for got, want in zip(featurized, expected):
+                assert got.info == want.info
+                if kind == "graph_ecfp":
+                    assert torch.equal(got.features.x, want.features.x) and torch.equal(got.features.ecfp,
+                                                                                        want.features.ecfp)
+                else:
+                    np.testing.assert_array_equal(got.features, want.features)
