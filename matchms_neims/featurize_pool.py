@@ -131,6 +131,11 @@ class FeaturizerPool:
                 continue
             yield positions, [FeaturizedMolecule(info, _expanded(features, size)) for info, features in compact], errors
 
+    def wait_until_ready(self) -> None:
+        """Start every worker process (each imports RDKit and this package) and wait for them."""
+        for future in [self._executor.submit(_featurize_in_worker, []) for _ in range(self.workers)]:
+            future.result()
+
     def close(self) -> None:
         """Stop the workers."""
         self._executor.shutdown(wait=True, cancel_futures=True)

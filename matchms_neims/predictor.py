@@ -118,10 +118,12 @@ class NeimsPredictor:
         CPU threads of the onnxruntime backend (0: its default). For the torch backend use
         ``torch.set_num_threads``.
     featurize_workers
-        Worker processes that featurize (RDKit) while the model runs, in :meth:`predict_batch` calls of more
-        than one ``batch_size`` chunk. 0 (default): featurize in this process, one chunk after the other.
-        The spectra are the same either way. On 2 cores, 1 worker with 1 torch thread is about 25% faster
-        than no worker with 2 threads. Started on first use; :meth:`close` (or ``with``) stops them.
+        Worker processes that featurize (RDKit) while the model runs, in :meth:`predict_batch` calls of at
+        least :attr:`min_molecules_for_workers` molecules and more than one ``batch_size`` chunk (starting a
+        worker takes about 2 s). 0 (default): featurize in this process, one chunk after the other. The
+        spectra are the same either way. On 2 cores, 1 worker with 1 torch thread predicted 2,382
+        molecules/s against 1,875 with no worker and 2 threads (docs/performance.md). Started on first use;
+        :meth:`close` (or ``with``) stops them.
 
     Examples
     --------
@@ -131,6 +133,9 @@ class NeimsPredictor:
     >>> sorted(peaks)
     ['intensity', 'mz']
     """
+
+    #: Smallest :meth:`predict_batch` call that is featurized by the workers (smaller ones do not repay their start).
+    min_molecules_for_workers = 2048
 
     def __init__(self, model: str | os.PathLike | LoadedModel | None = None, device: str = "cpu",
                  batch_size: int = 256, uncertainty_samples: int = 0, backend: str = "torch", threads: int = 0,
@@ -199,7 +204,7 @@ class NeimsPredictor:
         With ``featurize_workers`` the chunks are featurized by worker processes ahead of the caller.
         """
         chunks = [molecules[start : start + self.batch_size] for start in range(0, len(molecules), self.batch_size)]
-        if self.featurize_workers and len(chunks) > 1:
+        if self.featurize_workers and len(chunks) > 1 and len(molecules) >= self.min_molecules_for_workers:
             featurized_chunks = self._featurizer_pool().imap(chunks)
         else:
             featurized_chunks = (featurize_chunk(self.featurizer, chunk) for chunk in chunks)
@@ -212,6 +217,11 @@ class NeimsPredictor:
             self._pool = FeaturizerPool(self.featurizer, self.featurize_workers)
             self._pool_finalizer = weakref.finalize(self, self._pool.close)
         return self._pool
+
+    def start_featurize_workers(self) -> None:
+        """Start the ``featurize_workers`` now and wait until they are ready (else they start on first use)."""
+        if self.featurize_workers:
+            self._featurizer_pool().wait_until_ready()
 
     def close(self) -> None:
         """Stop the featurisation workers, if any were started (they also stop when the predictor is collected)."""

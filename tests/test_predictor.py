@@ -95,6 +95,9 @@ def test_featurize_workers_give_the_same_predictions_and_errors():
     try:
         plain = NeimsPredictor(batch_size=4).predict_batch(smiles)
         with NeimsPredictor(batch_size=4, featurize_workers=1) as predictor:
+            predictor.predict_batch(smiles)
+            assert predictor._pool is None  # too few molecules to start a worker for
+            predictor.min_molecules_for_workers = 8
             pooled = predictor.predict_batch(smiles)
             assert predictor._pool is not None
         assert predictor._pool is None  # closed

@@ -56,7 +56,7 @@ class EpochSeed(Callback):
                         verbose=False)
 
 
-class CheckpointMismatchError(RuntimeError):
+class CheckpointMismatchError(ValueError):
     """A training checkpoint does not belong to this run: other data or model settings, or changed weights."""
 
 
@@ -107,12 +107,12 @@ class RunProvenance(Callback):
         if state_dict_digest(checkpoint["state_dict"]) != record["state_dict_sha256"]:
             raise CheckpointMismatchError("the checkpoint's weights do not match their digest: the file was changed "
                                           "after it was written (tampered or corrupted); refusing to resume")
-        data = data_fingerprint
-        if record.get("data_fingerprint") != data:
+        if record.get("data_fingerprint") != data_fingerprint:
             raise CheckpointMismatchError(
                 "the checkpoint was trained on other data (its cache fingerprint "
-                f"{str(record.get('data_fingerprint'))[:12]}..., this run's {str(data)[:12]}...: the spectra file "
-                "or the cleaning, binning or split settings changed); start a new run in another output_dir")
+                f"{str(record.get('data_fingerprint'))[:12]}..., this run's {str(data_fingerprint)[:12]}...: the "
+                "spectra file or the cleaning, binning or split settings changed); start a new run in another "
+                "output_dir")
         for key, value in self.identity.items():
             if record.get(key) != value:
                 raise CheckpointMismatchError(
