@@ -43,7 +43,11 @@ class SparseInputLinear(nn.Linear):
         self._weight_t_key: tuple | None = None
 
     def _transposed_weight(self) -> torch.Tensor:
-        key = (self.weight.data_ptr(), self.weight._version, self.weight.dtype)
+        try:
+            version = self.weight._version
+        except RuntimeError:  # an inference tensor (the model was built under inference_mode): no version counter
+            version = None
+        key = (self.weight.data_ptr(), version, self.weight.dtype)
         if self._weight_t is None or self._weight_t_key != key:
             self._weight_t = self.weight.detach().t().contiguous()
             self._weight_t_key = key
