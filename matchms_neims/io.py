@@ -218,8 +218,9 @@ def _simple_pair(line: str) -> tuple[float, float] | None:
 class _RecordBuilder:
     """The record being read: metadata, peaks, the line it starts on and the first problem found in it."""
 
-    def __init__(self, start_line: int = 0):
+    def __init__(self, start_line: int = 0, check_peaks: bool = True):
         self.start_line = start_line
+        self.check_peaks = check_peaks
         self.metadata: dict = {}
         self.mz: list = []
         self.intensities: list = []
@@ -251,16 +252,17 @@ class _RecordBuilder:
         try:
             _parse_peak_line(line, self.mz, self.intensities, self.comments)
         except ValueError as error:
-            self.fail(line_number, str(error))
+            if self.check_peaks:
+                self.fail(line_number, str(error))
 
     def finish(self, path: Path, problems: _Problems, end_line: int, truncated: bool = False
                ) -> SpectrumRecord | None:
         """The record, or ``None`` after reporting why it is skipped."""
-        if self.problem is None and truncated:
+        if self.problem is None and truncated and self.check_peaks:
             self.fail(end_line, truncated_reason(self))
         if self.problem is None:
             record = _finish_record(self.metadata, self.mz, self.intensities, self.comments)
-            reason = peak_problem(record.mz, record.intensities)
+            reason = peak_problem(record.mz, record.intensities) if self.check_peaks else None
             if reason is None:
                 return record
             self.fail(self.start_line, reason)
@@ -311,8 +313,8 @@ def _looks_like_peaks(line: str) -> bool:
     return True
 
 
-def iter_msp(path: str | os.PathLike, problems: list[RecordProblem] | None = None, on_error: str = "skip"
-             ) -> Iterator[SpectrumRecord]:
+def iter_msp(path: str | os.PathLike, problems: list[RecordProblem] | None = None, on_error: str = "skip",
+             check_peaks: bool = True) -> Iterator[SpectrumRecord]:
     """Stream the records of an MSP file, skipping bad records.
 
     Parameters
@@ -324,6 +326,10 @@ def iter_msp(path: str | os.PathLike, problems: list[RecordProblem] | None = Non
     on_error
         ``"skip"`` (default): log and skip bad records and go on; ``"raise"``: raise
         :class:`SpectrumFileError` at the first one.
+    check_peaks
+        ``False`` keeps records whose peaks are bad (for reading only their metadata, e.g. the molecules of
+        a library): peak lines that do not parse are left out, and NaN, negative or out-of-range values
+        and truncation are not checked.
 
     Yields
     ------
@@ -338,13 +344,13 @@ def iter_msp(path: str | os.PathLike, problems: list[RecordProblem] | None = Non
     path = Path(path)
     report = _Problems(path, problems, on_error)
     with _open_text(path) as handle:
-        yield from _msp_records(path, handle, report)
+        yield from _msp_records(path, handle, report, check_peaks)
     report.close()
 
 
-def _msp_records(path: Path, handle, report: _Problems) -> Iterator[SpectrumRecord]:
+def _msp_records(path: Path, handle, report: _Problems, check_peaks: bool) -> Iterator[SpectrumRecord]:
     """The records of an open MSP file (the body of :func:`iter_msp`)."""
-    record = _RecordBuilder(1)
+    record = _RecordBuilder(1, check_peaks)
     line_number = 0
     warned: list = []
     # the record's peak lists and how many peaks it may still take, as locals: the peak lines are most lines
@@ -356,7 +362,7 @@ def _msp_records(path: Path, handle, report: _Problems) -> Iterator[SpectrumReco
                 finished = record.finish(path, report, line_number)
                 if finished is not None:
                     yield finished
-            record = _RecordBuilder(line_number + 1)
+            record = _RecordBuilder(line_number + 1, check_peaks)
             mz, intensities, peak_limit = record.mz, record.intensities, 0
             continue
         if "\x00" in line:
@@ -384,7 +390,7 @@ def _msp_records(path: Path, handle, report: _Problems) -> Iterator[SpectrumReco
             finished = record.finish(path, report, line_number)
             if finished is not None:
                 yield finished
-            record = _RecordBuilder(line_number)
+            record = _RecordBuilder(line_number, check_peaks)
             mz, intensities, peak_limit = record.mz, record.intensities, 0
         if key == "synon":
             record.metadata.setdefault("synonyms", []).append(value)
@@ -414,8 +420,8 @@ def _msp_records(path: Path, handle, report: _Problems) -> Iterator[SpectrumReco
             yield finished
 
 
-def iter_mgf(path: str | os.PathLike, problems: list[RecordProblem] | None = None, on_error: str = "skip"
-             ) -> Iterator[SpectrumRecord]:
+def iter_mgf(path: str | os.PathLike, problems: list[RecordProblem] | None = None, on_error: str = "skip",
+             check_peaks: bool = True) -> Iterator[SpectrumRecord]:
     """Stream the records of an MGF file (``BEGIN IONS`` ... ``END IONS``), skipping bad records.
 
     ``problems`` and ``on_error`` and the checks of the peaks are as in :func:`iter_msp`; a file that ends
@@ -424,11 +430,11 @@ def iter_mgf(path: str | os.PathLike, problems: list[RecordProblem] | None = Non
     path = Path(path)
     report = _Problems(path, problems, on_error)
     with _open_text(path) as handle:
-        yield from _mgf_records(path, handle, report)
+        yield from _mgf_records(path, handle, report, check_peaks)
     report.close()
 
 
-def _mgf_records(path: Path, handle, report: _Problems) -> Iterator[SpectrumRecord]:
+def _mgf_records(path: Path, handle, report: _Problems, check_peaks: bool) -> Iterator[SpectrumRecord]:
     """The records of an open MGF file (the body of :func:`iter_mgf`)."""
     record: _RecordBuilder | None = None
     line_number = 0
@@ -442,7 +448,7 @@ def _mgf_records(path: Path, handle, report: _Problems) -> Iterator[SpectrumReco
             if record is not None:
                 record.fail(line_number, "no END IONS before the next BEGIN IONS")
                 record.finish(path, report, line_number)
-            record = _RecordBuilder(line_number)
+            record = _RecordBuilder(line_number, check_peaks)
             continue
         if upper == "END IONS":
             if record is not None:
@@ -465,7 +471,9 @@ def _mgf_records(path: Path, handle, report: _Problems) -> Iterator[SpectrumReco
             continue
         record.add_peak_line(line_number, line)
     if record is not None:
-        record.finish(path, report, line_number, truncated=True)
+        finished = record.finish(path, report, line_number, truncated=True)
+        if finished is not None:  # only when the peaks are not checked
+            yield finished
 
 
 def write_problems(problems: Iterable[RecordProblem], path: str | os.PathLike) -> Path:
@@ -487,11 +495,11 @@ def detect_format(path: str | os.PathLike) -> str:
     raise SpectrumFileError(f"{path}: unknown spectrum file type {suffix!r}; expected one of {SPECTRUM_FORMATS}")
 
 
-def iter_records(path: str | os.PathLike, problems: list[RecordProblem] | None = None, on_error: str = "skip"
-                 ) -> Iterator[SpectrumRecord]:
+def iter_records(path: str | os.PathLike, problems: list[RecordProblem] | None = None, on_error: str = "skip",
+                 check_peaks: bool = True) -> Iterator[SpectrumRecord]:
     """Stream :class:`SpectrumRecord` objects from an MSP or MGF file, skipping bad records (see :func:`iter_msp`)."""
     reader = iter_msp if detect_format(path) == "msp" else iter_mgf
-    return reader(path, problems, on_error)
+    return reader(path, problems, on_error, check_peaks)
 
 
 def load_spectra(path: str | os.PathLike, problems: list[RecordProblem] | None = None, on_error: str = "skip"

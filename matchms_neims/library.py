@@ -231,7 +231,8 @@ def _read_sdf(path: Path) -> Iterator[MoleculeInput]:
 
 
 def _read_spectra(path: Path, kind: str) -> Iterator[MoleculeInput]:
-    for record_number, record in enumerate(iter_records(path), start=1):
+    # only the metadata matter here: a record with bad peaks still names a molecule to predict
+    for record_number, record in enumerate(iter_records(path, check_peaks=False), start=1):
         metadata = record.metadata
         name = str(metadata.get("compound_name") or "").strip()
         smiles = str(metadata.get("smiles") or "").strip()

@@ -380,3 +380,14 @@ def test_cli_predict(tmp_path, tiny_predictor, capsys):
     assert len(list(iter_records(output))) == 8
     assert len(_read_errors(tmp_path / "errors.tsv")) == 2
     assert "8 of 10" in capsys.readouterr().out
+
+
+def test_molecules_of_a_spectrum_file_with_bad_peaks_are_still_predicted(tmp_path, tiny_predictor):
+    spectra = tmp_path / "references.msp"
+    spectra.write_text("Name: ethanol\nSMILES: CCO\nNum Peaks: 2\n31 999\n45 nan\n\n"
+                       "Name: acetone\nSMILES: CC(C)=O\nNum Peaks: 1\n43 -1\n\n"
+                       "Name: benzene\nSMILES: c1ccccc1\nNum Peaks: 5\n78 999\n")  # truncated
+    assert list(iter_records(spectra)) == []  # as spectra, all three are bad
+    summary = build_library(spectra, tmp_path / "library.msp", predictor=tiny_predictor, progress=False)
+    assert (summary.n_input, summary.n_written) == (3, 3)  # as molecules, all three are fine
+    assert [record.name for record in iter_records(tmp_path / "library.msp")] == ["ethanol", "acetone", "benzene"]
