@@ -108,13 +108,16 @@ class FeaturizerPool:
     def imap(self, chunks: Sequence[Sequence]) -> Iterator[FeaturizedChunk]:
         """Featurize chunks of molecules (objects with ``smiles`` and ``record``), yielded in order as they finish.
 
-        All chunks are handed to the workers at once, so the caller's work on one chunk overlaps the
-        featurisation of the next ones. Should a worker process die, the pool is restarted and the chunks
-        not yet returned are featurized in this process.
+        All chunks are handed to the workers when this is called (not when iteration starts), so that the
+        caller's work, on these chunks or on earlier ones, overlaps their featurisation. Should a worker
+        process die, the pool is restarted and the chunks not yet returned are featurized in this process.
         """
-        size = self.featurizer.size
         futures = [self._executor.submit(_featurize_in_worker, [(molecule.smiles, molecule.record)
                                                                 for molecule in chunk]) for chunk in chunks]
+        return self._collect(chunks, futures)
+
+    def _collect(self, chunks: Sequence[Sequence], futures: list) -> Iterator[FeaturizedChunk]:
+        size = self.featurizer.size
         broken = False
         for chunk, future in zip(chunks, futures):
             if not broken:

@@ -17,6 +17,7 @@ import gzip
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -452,9 +453,19 @@ def build_library(
     bar = tqdm(total=total, unit="mol", desc="predicting", disable=not progress, dynamic_ncols=True)
     try:
         with atomic_output(output) as handle:
-            for chunk in _chunks(inputs, chunk_size):
+            chunks: deque[list[MoleculeInput]] = deque()  # read, waiting for their predictions
+
+            def read_chunks() -> Iterator[list[MoleculeInput]]:
+                for chunk in _chunks(inputs, chunk_size):
+                    chunks.append(chunk)
+                    yield chunk
+
+            # predict_batches lets featurisation workers start on the next chunk while this one is written
+            stream = getattr(predictor, "predict_batches", None)
+            batches = stream(read_chunks()) if stream else map(predictor.predict_batch, read_chunks())
+            for batch in batches:
+                chunk = chunks.popleft()
                 n_input += len(chunk)
-                batch = predictor.predict_batch(chunk)
                 errors.extend(_chunk_errors(chunk, batch))
                 parts = []
                 for vector, molecule, info, uncertainty, expert_weights in zip(

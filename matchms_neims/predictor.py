@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -201,16 +202,17 @@ class NeimsPredictor:
     def _featurized_chunks(self, molecules: Sequence[MoleculeInput]) -> Iterator[FeaturizedChunk]:
         """:meth:`featurize` of consecutive chunks of ``batch_size`` molecules, positions counted from the start.
 
-        With ``featurize_workers`` the chunks are featurized by worker processes ahead of the caller.
+        With ``featurize_workers`` the chunks are handed to the worker processes at once (when this is
+        called), and they featurize ahead of the caller.
         """
         chunks = [molecules[start : start + self.batch_size] for start in range(0, len(molecules), self.batch_size)]
         if self.featurize_workers and len(chunks) > 1 and len(molecules) >= self.min_molecules_for_workers:
             featurized_chunks = self._featurizer_pool().imap(chunks)
         else:
             featurized_chunks = (featurize_chunk(self.featurizer, chunk) for chunk in chunks)
-        for start, (positions, featurized, errors) in zip(range(0, len(molecules), self.batch_size),
-                                                          featurized_chunks):
-            yield [start + position for position in positions], featurized, errors
+        starts = range(0, len(molecules), self.batch_size)
+        return (([start + position for position in positions], featurized, errors)
+                for start, (positions, featurized, errors) in zip(starts, featurized_chunks))
 
     def _featurizer_pool(self) -> FeaturizerPool:
         if self._pool is None:
@@ -307,6 +309,37 @@ class NeimsPredictor:
         featurisation of the next chunks overlaps the model's work on the current one.
         """
         molecules = [as_molecule_input(item, i) for i, item in enumerate(items)]
+        return self._predict_featurized(molecules, self._featurized_chunks(molecules), uncertainty_samples)
+
+    def predict_batches(self, batches: Iterable[Iterable], uncertainty_samples: int | None = None
+                        ) -> Iterator[PredictionBatch]:
+        """:meth:`predict_batch` of each batch, in order, for a stream of batches (e.g. the chunks of a file).
+
+        With ``featurize_workers`` the next batch is handed to the workers before this one is yielded, so
+        they featurize while the caller handles (writes) the current one. The results are those of
+        :meth:`predict_batch` called on each batch.
+        """
+        pending: deque = deque()
+        batches = iter(batches)
+
+        def start_next() -> None:
+            items = next(batches, None)
+            if items is not None:
+                molecules = [as_molecule_input(item, i) for i, item in enumerate(items)]
+                pending.append((molecules, self._featurized_chunks(molecules)))
+
+        start_next()
+        while pending:
+            if self.featurize_workers:
+                start_next()  # one batch ahead
+            molecules, featurized_chunks = pending.popleft()
+            yield self._predict_featurized(molecules, featurized_chunks, uncertainty_samples)
+            if not self.featurize_workers:
+                start_next()
+
+    def _predict_featurized(self, molecules: list[MoleculeInput], featurized_chunks: Iterable[FeaturizedChunk],
+                            uncertainty_samples: int | None) -> PredictionBatch:
+        """Run the model over the featurized chunks of ``molecules`` and gather the :class:`PredictionBatch`."""
         n_samples = self.uncertainty_samples if uncertainty_samples is None else uncertainty_samples
         if n_samples and not self.supports_uncertainty:
             raise ValueError(f"model {self.model_name} ({self.loaded.model_class}) has no MC-dropout uncertainty")
@@ -314,7 +347,7 @@ class NeimsPredictor:
         infos: list[MoleculeInfo] = []
         errors: list[MoleculeError] = []
         outputs: dict[str, list[np.ndarray]] = {}
-        for index, (chunk_positions, featurized, chunk_errors) in enumerate(self._featurized_chunks(molecules)):
+        for index, (chunk_positions, featurized, chunk_errors) in enumerate(featurized_chunks):
             errors.extend(chunk_errors)
             if not featurized:
                 continue

@@ -109,3 +109,22 @@ def test_featurize_workers_give_the_same_predictions_and_errors():
     assert [str(e) for e in pooled.errors] == [str(e) for e in plain.errors] and len(plain.errors) == 9
     with pytest.raises(ValueError, match="featurize_workers"):
         NeimsPredictor(featurize_workers=-1)
+
+
+def test_predict_batches_streams_what_predict_batch_gives(tiny_predictor):
+    batches = [["CCO", "C1", "c1ccccc1O"], [], ["CC(=O)C", "CCN"], ["not a smiles"], ["CCCCCC(=O)O"] * 5]
+    expected = [tiny_predictor.predict_batch(batch) for batch in batches]
+    streams = [tiny_predictor.predict_batches(iter(batches))]
+    pooled = NeimsPredictor(tiny_predictor.loaded, batch_size=2, featurize_workers=1)
+    pooled.min_molecules_for_workers = 2
+    streams.append(pooled.predict_batches(batches))
+    try:
+        for stream in streams:
+            got = list(stream)
+            assert len(got) == len(batches)
+            for result, reference in zip(got, expected):
+                np.testing.assert_allclose(result.vectors, reference.vectors, rtol=0, atol=1e-6)
+                assert result.infos == reference.infos
+                assert [str(e) for e in result.errors] == [str(e) for e in reference.errors]
+    finally:
+        pooled.close()
