@@ -88,7 +88,7 @@ def featurize_workers_and_threads(workers: str | int, threads: int, sharded: boo
 
     ``"auto"``: half of the available cores featurise (none on one core, or in sharded runs, whose processes
     share the cores already) and, unless ``threads`` is given, the model takes the rest. Measured on 2 cores:
-    1 worker + 1 thread predicts 2,408 molecules/s with the student against 1,757 with 2 threads and no
+    1 worker + 1 thread predicts 2,382 molecules/s with the student against 1,875 with 2 threads and no
     worker (docs/performance.md).
     """
     cores = available_cores()
