@@ -382,9 +382,11 @@ def build_library(
     """Predict EI spectra for many molecules and write them as an MSP or MGF library.
 
     Molecules are read, predicted and written ``chunk_size`` at a time; nothing but the current
-    chunk and the list of skipped molecules is held in memory, so a million molecules need no more
-    memory than a thousand. Molecules that cannot be predicted (unparsable SMILES, molecular ion
-    above the model's m/z range, ...) are skipped and listed, never fatal.
+    chunk (and, with the predictor's featurisation workers, the next one, featurized meanwhile), the
+    list of skipped molecules and the keys of the molecules written (``skip_duplicates``) is held in
+    memory, so a million molecules need little more memory than a thousand. Molecules that cannot be
+    predicted (unparsable SMILES, molecular ion above the model's m/z range, ...) are skipped and
+    listed, never fatal.
 
     Parameters
     ----------
