@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from matchms_neims.utils import atomic_output, atomic_path
+from matchms_neims.utils import atomic_output, atomic_path, available_cores
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,8 @@ def batch_throughput(predictor, smiles: Sequence[str], batch_size: int) -> float
 
     Featurisation is included. The call gets ``max(2048, 256 * batch_size)`` molecules (at most all of
     ``smiles``), so that large batches come many times, as in a library build; a warm-up call of two
-    batches comes first (it also starts featurisation workers).
+    batches comes first. Featurisation workers, if any, must be started already
+    (:meth:`NeimsPredictor.start_featurize_workers`, as :func:`run_case` does).
     """
     previous = predictor.batch_size
     predictor.batch_size = batch_size
@@ -207,8 +208,7 @@ def machine_description() -> dict:
         import onnxruntime
 
         versions["onnxruntime"] = onnxruntime.__version__
-    return {"cpu": cpu, "logical_cores": os.cpu_count(), "available_cores": len(os.sched_getaffinity(0))
-            if hasattr(os, "sched_getaffinity") else os.cpu_count(), "memory_gb": memory_gb,
+    return {"cpu": cpu, "logical_cores": os.cpu_count(), "available_cores": available_cores(), "memory_gb": memory_gb,
             "system": platform.platform(), "versions": versions}
 
 

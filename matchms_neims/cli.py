@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from importlib.metadata import entry_points
 
 from matchms_neims import __version__
+from matchms_neims.utils import available_cores
 
 logger = logging.getLogger("matchms_neims")
 
@@ -76,11 +76,6 @@ def _run_predict(args) -> int:
             return _predict_library(args, predictor)
     finally:
         torch.set_num_threads(previous_threads)  # main() may run inside another program (or a test)
-
-
-def available_cores() -> int:
-    """CPU cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def featurize_workers_and_threads(workers: str | int, threads: int, sharded: bool = False) -> tuple[int, int]:

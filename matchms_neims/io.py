@@ -313,6 +313,16 @@ def _looks_like_peaks(line: str) -> bool:
     return True
 
 
+def _read_records(body, path: str | os.PathLike, problems: list[RecordProblem] | None, on_error: str,
+                  check_peaks: bool) -> Iterator[SpectrumRecord]:
+    """Open ``path`` and stream ``body(path, handle, report, check_peaks)``'s records, reporting the skipped ones."""
+    path = Path(path)
+    report = _Problems(path, problems, on_error)
+    with _open_text(path) as handle:
+        yield from body(path, handle, report, check_peaks)
+    report.close()
+
+
 def iter_msp(path: str | os.PathLike, problems: list[RecordProblem] | None = None, on_error: str = "skip",
              check_peaks: bool = True) -> Iterator[SpectrumRecord]:
     """Stream the records of an MSP file, skipping bad records.
@@ -341,11 +351,7 @@ def iter_msp(path: str | os.PathLike, problems: list[RecordProblem] | None = Non
         ``Num Peaks`` are read when their peak lines follow the metadata; records with fewer peaks than
         ``Num Peaks`` announces are kept unless they end the file.
     """
-    path = Path(path)
-    report = _Problems(path, problems, on_error)
-    with _open_text(path) as handle:
-        yield from _msp_records(path, handle, report, check_peaks)
-    report.close()
+    yield from _read_records(_msp_records, path, problems, on_error, check_peaks)
 
 
 def _msp_records(path: Path, handle, report: _Problems, check_peaks: bool) -> Iterator[SpectrumRecord]:
@@ -427,11 +433,7 @@ def iter_mgf(path: str | os.PathLike, problems: list[RecordProblem] | None = Non
     ``problems`` and ``on_error`` and the checks of the peaks are as in :func:`iter_msp`; a file that ends
     before ``END IONS`` has a truncated last record.
     """
-    path = Path(path)
-    report = _Problems(path, problems, on_error)
-    with _open_text(path) as handle:
-        yield from _mgf_records(path, handle, report, check_peaks)
-    report.close()
+    yield from _read_records(_mgf_records, path, problems, on_error, check_peaks)
 
 
 def _mgf_records(path: Path, handle, report: _Problems, check_peaks: bool) -> Iterator[SpectrumRecord]:

@@ -50,11 +50,18 @@ def msp_file(draw):
     return records, text.replace("\n", ending)
 
 
-def _write(text: str | bytes, suffix: str) -> Path:
+def _read(content: str | bytes, suffix: str, reader) -> tuple[list, list, str]:
+    """``reader`` on a temporary file holding ``content``: its records, its problems and the file's name."""
     handle = tempfile.NamedTemporaryFile(suffix=suffix, delete=False)
-    handle.write(text if isinstance(text, bytes) else text.encode("utf-8"))
+    handle.write(content if isinstance(content, bytes) else content.encode("utf-8"))
     handle.close()
-    return Path(handle.name)
+    path = Path(handle.name)
+    try:
+        problems = []
+        records = list(reader(path, problems))
+    finally:
+        path.unlink()
+    return records, problems, path.name
 
 
 def _check_records(records) -> None:
@@ -67,16 +74,11 @@ def _check_records(records) -> None:
 @given(msp_file())
 def test_msp_reader_keeps_good_records_and_reports_every_bad_one(case):
     records, text = case
-    path = _write(text, ".msp")
-    try:
-        problems = []
-        read = list(iter_msp(path, problems))
-    finally:
-        path.unlink()
+    read, problems, file_name = _read(text, ".msp", iter_msp)
     _check_records(read)
     assert [record.name for record in read] == [name for name, good, _ in records if good]
     assert [problem.record for problem in problems] == [name for name, good, _ in records if not good]
-    assert all(problem.file == path.name and problem.line > 0 and problem.reason for problem in problems)
+    assert all(problem.file == file_name and problem.line > 0 and problem.reason for problem in problems)
 
 
 @FUZZ
@@ -87,12 +89,7 @@ def test_msp_reader_keeps_good_records_and_reports_every_bad_one(case):
                           max_size=30).map("\n".join)))
 def test_readers_survive_any_bytes(content):
     for suffix, reader in ((".msp", iter_msp), (".mgf", iter_mgf)):
-        path = _write(content, suffix)
-        try:
-            problems = []
-            records = list(reader(path, problems))
-        finally:
-            path.unlink()
+        records, problems, _ = _read(content, suffix, reader)
         _check_records(records)
         assert all(problem.reason for problem in problems)
 

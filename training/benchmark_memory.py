@@ -6,7 +6,7 @@ Three ways to hold a training set are compared:
   would hold them;
 * ``lazy_memoized``: :class:`training.data.LazyMassSpecDataset` as training uses it by default: the
   metadata in RAM, spectra read from the HDF5 cache per item, each molecule's fingerprint kept as its
-  non-zero entries (:func:`training.data.compact_features`) after its first use;
+  non-zero entries (:func:`matchms_neims.featurize.compact_features`) after its first use;
 * ``lazy``: the same with ``data.memoize_features: false``: only the metadata stays in RAM.
 
 ``estimate`` computes the bytes per spectrum of each way for a number of compounds and a RAM size;
@@ -109,7 +109,8 @@ def estimate(n_spectra: int, n_bins: int, n_features: int, ram_gb: float | None 
 
 
 def memoized_fingerprint_bytes(n_features: int) -> int:
-    """Estimated RAM of one memoised fingerprint (:func:`training.data.compact_features`) of ``n_features`` values."""
+    """Estimated RAM of one memoised fingerprint of ``n_features`` values
+    (:func:`matchms_neims.featurize.compact_features`)."""
     return MEMO_ENTRY_BYTES + 4 * min(n_features, TYPICAL_NONZERO_FEATURES)
 
 

@@ -126,8 +126,9 @@ def cache_fingerprint(config: DataConfig, source_hash: str) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
 
-CACHE_COLUMNS = ("smiles", "inchikey", "molecule_key", "compound_name", "spectrum_id", "instrument_type",
-                 "nominal_mass", "split")
+#: The string columns of a cache (held in RAM by :class:`CacheMetadata`) and all its per-spectrum columns.
+CACHE_STRING_COLUMNS = ("smiles", "inchikey", "molecule_key", "compound_name", "spectrum_id", "instrument_type")
+CACHE_COLUMNS = (*CACHE_STRING_COLUMNS, "nominal_mass", "split")
 
 
 def cache_problem(cache: Path, fingerprint: str, max_mz: int) -> str | None:
@@ -233,8 +234,7 @@ class CacheMetadata:
             self.max_mz = int(handle.attrs["max_mz"])
             self.split = handle["split"][:]
             self.nominal_mass = handle["nominal_mass"][:]
-            self.columns = {name: handle[name].asstr()[:] for name in
-                            ("smiles", "inchikey", "molecule_key", "compound_name", "spectrum_id", "instrument_type")}
+            self.columns = {name: handle[name].asstr()[:] for name in CACHE_STRING_COLUMNS}
 
     def indices(self, split: str | None) -> np.ndarray:
         if split is None:
