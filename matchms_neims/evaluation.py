@@ -20,7 +20,11 @@ from matchms_neims.chemistry import describe, inchikey_block, parse_smiles
 from matchms_neims.metrics import library_ranks, recall_at_k, spectrum_metrics, summarize, uncertainty_calibration
 from matchms_neims.predictor import MoleculeInput, NeimsPredictor
 
-MASS_BINS = ((0, 200, "<200 Da"), (200, 400, "200-400 Da"), (400, math.inf, ">400 Da"))
+MASS_BINS = ((0, 200, "<200 Da"), (200, 300, "200-300 Da"), (300, math.inf, ">=300 Da"))
+#: Element classes of the breakdown: a molecule is in every class whose elements it has, or in "none".
+ELEMENT_CLASSES = (("Cl/Br", ("Cl", "Br")), ("S", ("S",)), ("Si", ("Si",)), ("P", ("P",)), ("F", ("F",)))
+#: The NEIMS mass filter: library entries within this many Da of the query's molecular mass.
+MASS_FILTER_WINDOW = 5.0
 #: Bertz CT molecular complexity bins.
 COMPLEXITY_BINS = ((0, 250, "low (BertzCT<250)"), (250, 500, "medium (250-500)"), (500, math.inf, "high (>500)"))
 
@@ -33,6 +37,7 @@ class SpectraSet:
     smiles: list[str]
     keys: list[str]  # InChIKey first block per row
     names: list[str] = field(default_factory=list)
+    masses: np.ndarray | None = None  # nominal molecular mass per row (for the mass-filter variant)
 
 
 def _bin_label(value: float, bins) -> str:
@@ -40,6 +45,13 @@ def _bin_label(value: float, bins) -> str:
         if low <= value < high:
             return label
     return bins[-1][2]
+
+
+def element_classes(mol) -> list[str]:
+    """The :data:`ELEMENT_CLASSES` of a molecule (``["none"]`` when it has none of their elements)."""
+    symbols = {atom.GetSymbol() for atom in mol.GetAtoms()}
+    classes = [name for name, elements in ELEMENT_CLASSES if symbols.intersection(elements)]
+    return classes or ["none"]
 
 
 def _timing(predictor: NeimsPredictor, smiles: list[str], n_molecules: int) -> dict:
@@ -57,7 +69,8 @@ def _timing(predictor: NeimsPredictor, smiles: list[str], n_molecules: int) -> d
 
 
 def matching_library(predicted: np.ndarray, keys: list[str], structures: list[str],
-                     background: SpectraSet | None = None) -> tuple[np.ndarray, list[str], int]:
+                     background: SpectraSet | None = None, masses: list[int] | None = None
+                     ) -> tuple[np.ndarray, list[str], int, np.ndarray]:
     """Library of the NEIMS protocol for query rows with predicted spectra.
 
     It holds the background's experimental spectra of *other* molecules (rows whose key is a query key
@@ -73,24 +86,33 @@ def matching_library(predicted: np.ndarray, keys: list[str], structures: list[st
         but not the structure, and get an entry each.
     background
         Experimental spectra of other molecules.
+    masses
+        Nominal molecular mass of each query row; the library masses are then returned (NaN where the
+        background has none).
 
     Returns
     -------
-    library, library_keys, n_structures
-        Library vectors (float32), their keys, and the number of predicted entries.
+    library, library_keys, n_structures, library_masses
+        Library vectors (float32), their keys, the number of predicted entries, and their masses.
     """
     query_keys = set(keys)
-    parts, library_keys = [], []
+    parts, library_keys, mass_parts = [], [], []
     if background is not None and len(background.keys):
         keep = [i for i, key in enumerate(background.keys) if key not in query_keys]
         parts.append(background.vectors[keep])
         library_keys += [background.keys[i] for i in keep]
+        background_masses = background.masses if background.masses is not None else np.full(len(background.keys),
+                                                                                             np.nan)
+        mass_parts.append(np.asarray(background_masses, dtype=np.float64)[keep])
     first_row: dict[tuple[str, str], int] = {}
     for row, entry in enumerate(zip(structures, keys)):
         first_row.setdefault(entry, row)
     parts.append(predicted[list(first_row.values())])
     library_keys += [key for _, key in first_row]
-    return np.concatenate(parts).astype(np.float32), library_keys, len(first_row)
+    query_masses = np.asarray(masses if masses is not None else [np.nan] * len(keys), dtype=np.float64)
+    mass_parts.append(query_masses[list(first_row.values())])
+    return (np.concatenate(parts).astype(np.float32), library_keys, len(first_row),
+            np.concatenate(mass_parts))
 
 
 def evaluate_model(predictor: NeimsPredictor, queries: SpectraSet, background: SpectraSet | None = None,
@@ -141,9 +163,10 @@ def evaluate_model(predictor: NeimsPredictor, queries: SpectraSet, background: S
 
     # Library: background experimental spectra of other molecules + predictions of the query molecules + decoys.
     query_key_set = set(row_keys)
-    library, library_keys, n_structures = matching_library(
-        predicted, row_keys, [info_of[smi].smiles for smi in row_smiles], background)
-    library_parts = [library]
+    masses = [info_of[smi].nominal_mass for smi in row_smiles]
+    library, library_keys, n_structures, library_masses = matching_library(
+        predicted, row_keys, [info_of[smi].smiles for smi in row_smiles], background, masses)
+    library_parts, mass_parts = [library], [library_masses]
     n_decoys = 0
     if decoy_smiles:
         decoys = predictor.predict_batch(decoy_smiles)
@@ -151,9 +174,14 @@ def evaluate_model(predictor: NeimsPredictor, queries: SpectraSet, background: S
         keep = [i for i, key in enumerate(decoy_keys) if key not in query_key_set]
         library_parts.append(decoys.vectors[keep])
         library_keys += [f"decoy:{decoy_keys[i]}" for i in keep]
+        mass_parts.append(np.array([decoys.infos[i].nominal_mass for i in keep], dtype=np.float64))
         n_decoys = len(keep)
     library = np.concatenate(library_parts).astype(np.float32)
+    library_masses = np.concatenate(mass_parts)
     ranks = library_ranks(true, row_keys, library, library_keys, mz_power, intensity_power)
+    filtered_ranks = library_ranks(true, row_keys, library, library_keys, mz_power, intensity_power,
+                                   query_masses=np.asarray(masses, dtype=np.float64), library_masses=library_masses,
+                                   mass_window=MASS_FILTER_WINDOW)
 
     report = {
         "n_query_spectra": len(rows),
@@ -165,18 +193,23 @@ def evaluate_model(predictor: NeimsPredictor, queries: SpectraSet, background: S
         "library_weighting": {"mz_power": mz_power, "intensity_power": intensity_power},
         "metrics": {name: summarize(values) for name, values in per_spectrum.items()},
         "library_matching": recall_at_k(ranks, ks),
+        "library_matching_mass_filter": {"window_da": MASS_FILTER_WINDOW, **recall_at_k(filtered_ranks, ks)},
     }
     report["library_matching"]["mean_rank"] = float(ranks[ranks > 0].mean()) if np.any(ranks > 0) else float("nan")
 
-    masses = [info_of[smi].nominal_mass for smi in row_smiles]
-    complexity = {smi: GraphDescriptors.BertzCT(parse_smiles(smi)) for smi in predicted_of}
+    mols = {smi: parse_smiles(smi) for smi in predicted_of}
+    complexity = {smi: GraphDescriptors.BertzCT(mol) for smi, mol in mols.items()}
+    classes_of = {smi: element_classes(mol) for smi, mol in mols.items()}
+    groupings = [("molecular_weight", [[_bin_label(v, MASS_BINS)] for v in masses], [b[2] for b in MASS_BINS]),
+                 ("element_class", [classes_of[smi] for smi in row_smiles],
+                  [name for name, _ in ELEMENT_CLASSES] + ["none"]),
+                 ("complexity", [[_bin_label(complexity[smi], COMPLEXITY_BINS)] for smi in row_smiles],
+                  [b[2] for b in COMPLEXITY_BINS])]
     breakdowns = {}
-    for title, values, bins in (("molecular_weight", masses, MASS_BINS),
-                                ("complexity", [complexity[smi] for smi in row_smiles], COMPLEXITY_BINS)):
-        labels = np.array([_bin_label(v, bins) for v in values])
+    for title, labels_per_row, labels in groupings:
         breakdowns[title] = {}
-        for _, _, label in bins:
-            mask = labels == label
+        for label in labels:
+            mask = np.array([label in row_labels for row_labels in labels_per_row], dtype=bool)
             if not mask.any():
                 continue
             entry = {"n_spectra": int(mask.sum())}
@@ -210,6 +243,10 @@ def format_report(report: dict) -> str:
     for name, stats in report["metrics"].items():
         lines.append(f"{name:<24}{stats['mean']:>10.4f}{stats['median']:>10.4f}{stats['std']:>10.4f}")
     lines += ["", "library matching: " + "  ".join(f"{k}={v:.4f}" for k, v in report["library_matching"].items())]
+    filtered = report.get("library_matching_mass_filter")
+    if filtered:
+        lines.append(f"with the +-{filtered['window_da']:g} Da mass filter: " + "  ".join(
+            f"{k}={v:.4f}" for k, v in filtered.items() if k != "window_da"))
     for title, bins in report.get("breakdowns", {}).items():
         lines += ["", f"by {title.replace('_', ' ')}:"]
         for label, entry in bins.items():
@@ -239,7 +276,7 @@ def spectra_set_from_spectra(spectra, max_mz: int) -> SpectraSet:
     """Build a :class:`SpectraSet` from matchms spectra that carry SMILES (molecule key from the structure)."""
     from matchms_neims.spectra import spectrum_to_vector
 
-    vectors, smiles, keys, names = [], [], [], []
+    vectors, smiles, keys, names, masses = [], [], [], [], []
     for spectrum in spectra:
         mol = parse_smiles(spectrum.get("smiles"))
         info = describe(mol)
@@ -247,4 +284,6 @@ def spectra_set_from_spectra(spectra, max_mz: int) -> SpectraSet:
         smiles.append(info.smiles)
         keys.append(inchikey_block(spectrum.get("inchikey")) or inchikey_block(info.inchikey))
         names.append(str(spectrum.get("compound_name") or ""))
-    return SpectraSet(np.stack(vectors) if vectors else np.zeros((0, max_mz + 1), np.float32), smiles, keys, names)
+        masses.append(info.nominal_mass)
+    return SpectraSet(np.stack(vectors) if vectors else np.zeros((0, max_mz + 1), np.float32), smiles, keys, names,
+                      np.array(masses, dtype=np.float64))

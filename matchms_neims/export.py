@@ -213,6 +213,9 @@ def _check_exportable(loaded: LoadedModel, name: object) -> None:
     if loaded.featurizer.kind.startswith("graph"):
         raise ValueError(f"{name}: {loaded.model_class} reads molecular graphs (PyTorch Geometric batches); "
                          "only fingerprint models (NeimsMLP, StudentMoE) can be exported")
+    if loaded.featurizer.formula:
+        raise ValueError(f"{name}: {loaded.model_class} has a formula head, which enumerates subformulae in Python "
+                         "for every molecule; it cannot be traced to a fixed graph. Use the torch backend")
 
 
 def _export_torchscript(module: ExportableModel, example: tuple, path: Path, metadata: str) -> None:

@@ -23,6 +23,7 @@ from rdkit import Chem
 from rdkit.Chem import rdFingerprintGenerator
 
 from matchms_neims.chemistry import MoleculeError, MoleculeInfo, describe, parse_smiles
+from matchms_neims.subformulae import FORMULA_SIZE, formula_counts
 
 FEATURE_KINDS = ("neims_count_ecfp", "student_fingerprint", "graph", "graph_ecfp", "graph_ecfp_counts")
 #: Categories of the isotope-shift atom column: mass number minus that of the most common isotope, clipped to 0..3.
@@ -159,12 +160,19 @@ class Featurizer:
         Fingerprint size and Morgan radius (fingerprint kinds).
     n_count_bits
         Size of the count part of the student fingerprint.
+    formula
+        Append the molecule's formula count vector (:func:`~matchms_neims.subformulae.formula_counts`,
+        :data:`~matchms_neims.subformulae.FORMULA_SIZE` values) to the fingerprint, for models with a formula
+        head (fingerprint kinds only).
     """
 
     def __init__(self, kind: str = "neims_count_ecfp", max_mz: int = 500, n_bits: int = 4096, radius: int = 2,
-                 n_count_bits: int = 2048):
+                 n_count_bits: int = 2048, formula: bool = False):
         if kind not in FEATURE_KINDS:
             raise ValueError(f"unknown feature kind {kind!r}; expected one of {FEATURE_KINDS}")
+        if formula and kind.startswith("graph"):
+            raise ValueError(f"formula count vectors are appended to fingerprints; kind {kind!r} is a graph")
+        self.formula = bool(formula)
         self.kind = kind
         self.max_mz = max_mz
         self.n_bits = n_bits
@@ -174,15 +182,18 @@ class Featurizer:
     @property
     def size(self) -> int:
         """Length of the feature vector (fingerprint kinds)."""
-        if self.kind == "student_fingerprint":
-            return self.n_bits + self.n_count_bits
-        return self.n_bits
+        size = self.n_bits + self.n_count_bits if self.kind == "student_fingerprint" else self.n_bits
+        return size + FORMULA_SIZE if self.formula else size
 
     def features_of_mol(self, mol: Chem.Mol):
-        if self.kind == "neims_count_ecfp":
-            return neims_count_fingerprint(mol, self.n_bits, self.radius)
-        if self.kind == "student_fingerprint":
-            return student_fingerprint(mol, self.n_bits, self.n_count_bits, self.radius)
+        if self.kind in ("neims_count_ecfp", "student_fingerprint"):
+            if self.kind == "neims_count_ecfp":
+                fingerprint = neims_count_fingerprint(mol, self.n_bits, self.radius)
+            else:
+                fingerprint = student_fingerprint(mol, self.n_bits, self.n_count_bits, self.radius)
+            if self.formula:
+                fingerprint = np.concatenate([fingerprint, formula_counts(mol).astype(np.float32)])
+            return fingerprint
         if self.kind in ("graph_ecfp", "graph_ecfp_counts"):
             return graph_with_ecfp(mol, self.n_bits, self.radius, counts=self.kind == "graph_ecfp_counts")
         return molecular_graph(mol)
@@ -213,5 +224,8 @@ class Featurizer:
         return FeaturizedMolecule(info=info, features=features)
 
     def to_config(self) -> dict:
-        return {"kind": self.kind, "max_mz": self.max_mz, "n_bits": self.n_bits, "radius": self.radius,
-                "n_count_bits": self.n_count_bits}
+        config = {"kind": self.kind, "max_mz": self.max_mz, "n_bits": self.n_bits, "radius": self.radius,
+                  "n_count_bits": self.n_count_bits}
+        if self.formula:  # absent otherwise, so that the files of models without a formula head stay as they were
+            config["formula"] = True
+        return config

@@ -77,13 +77,19 @@ def peak_detection(predicted: np.ndarray, true: np.ndarray, threshold: float = 0
 
 
 def library_ranks(queries: np.ndarray, query_keys: list[str], library: np.ndarray, library_keys: list[str],
-                  mz_power: float = 1.0, intensity_power: float = 0.5, block_size: int = 512) -> np.ndarray:
+                  mz_power: float = 1.0, intensity_power: float = 0.5, block_size: int = 512,
+                  query_masses: np.ndarray | None = None, library_masses: np.ndarray | None = None,
+                  mass_window: float | None = None) -> np.ndarray:
     """Rank of the correct molecule for each query in a library search (1 = top hit).
 
     The score is the weighted cosine; the correct entries are the library rows whose key equals the
     query's key. Ties are counted against the correct entry (pessimistic). Queries with no correct
-    entry in the library get rank 0.
+    entry in the library get rank 0. With ``mass_window`` (and the nominal masses of queries and library
+    entries), a query competes only with entries whose mass is within the window of its own (the NEIMS
+    mass filter, +-5 Da there).
     """
+    if mass_window is not None and (query_masses is None or library_masses is None):
+        raise ValueError("a mass window needs the masses of the queries and of the library entries")
     library_normed = normalized_weighted(library, mz_power, intensity_power)
     key_index: dict[str, list[int]] = {}
     for index, key in enumerate(library_keys):
@@ -98,6 +104,8 @@ def library_ranks(queries: np.ndarray, query_keys: list[str], library: np.ndarra
                 continue
             best = scores_row[correct].max()
             others = np.ones(len(scores_row), dtype=bool)
+            if mass_window is not None:
+                others = np.abs(library_masses - query_masses[start + row]) <= mass_window
             others[correct] = False
             ranks[start + row] = 1 + int(np.count_nonzero(scores_row[others] >= best))
     return ranks

@@ -16,12 +16,14 @@ import torch
 from matchms import Spectrum
 
 from matchms_neims.checkpoint import LoadedModel, load_model
-from matchms_neims.chemistry import MoleculeError, MoleculeInfo
+from matchms_neims.chemistry import MoleculeError, MoleculeInfo, parse_smiles
 from matchms_neims.featurize import FeaturizedMolecule
 from matchms_neims.featurize_pool import FeaturizedChunk, FeaturizerPool, featurize_chunk
 from matchms_neims.metrics import uncertainty_score
 from matchms_neims.models import deterministic_outputs, is_mixture_of_experts
+from matchms_neims.models.formula_head import FormulaHead
 from matchms_neims.spectra import normalize_base_peak, vector_to_peaks
+from matchms_neims.subformulae import formula_counts
 
 logger = logging.getLogger(__name__)
 
@@ -409,7 +411,8 @@ class NeimsPredictor:
         """Metadata written into every predicted spectrum (matchms harmonised keys).
 
         ``uncertainty`` (MC-dropout predictions) is stored as ``prediction_uncertainty``; ``expert_weights``
-        (mixture-of-experts models) as ``expert_weights``, a list of floats rounded to 4 decimals.
+        (mixture-of-experts models) as ``expert_weights``, a list of floats rounded to 4 decimals. Models with a
+        formula head note molecules rendered by its fallback in ``formula_head_fallback`` (the reason).
         """
         metadata = {
             "compound_name": molecule.name or info.inchikey or info.smiles,
@@ -431,7 +434,18 @@ class NeimsPredictor:
             metadata["prediction_uncertainty"] = round(float(uncertainty), 4)
         if expert_weights is not None:
             metadata["expert_weights"] = [round(float(weight), 4) for weight in expert_weights]
+        fallback = self.formula_head_fallback(info)
+        if fallback:
+            metadata["formula_head_fallback"] = fallback
         return metadata
+
+    def formula_head_fallback(self, info: MoleculeInfo) -> str | None:
+        """Why the model's formula head rendered this molecule without subformulae (``None``: it did not, or the
+        model has no formula head); see :class:`~matchms_neims.models.formula_head.FormulaHead`."""
+        head = getattr(self.loaded.model, "head", None)
+        if not isinstance(head, FormulaHead):
+            return None
+        return head.fallback_reason(formula_counts(parse_smiles(info.smiles)))
 
     def predict_spectra(self, smiles_or_records: Iterable, batch_size: int | None = None,
                         min_relative_intensity: float = 0.001, on_error: str = "skip") -> list[Spectrum]:

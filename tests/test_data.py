@@ -14,6 +14,7 @@ from training.config import DataConfig
 from training.data import (
     LazyMassSpecDataset,
     assign_splits,
+    contributor_of,
     build_cache,
     read_spectra,
     scaffold_of,
@@ -40,6 +41,30 @@ def test_scaffold_split_keeps_scaffolds_together():
         by_scaffold.setdefault(scaffold_of(smi), set()).add(assignment[key])
     assert all(len(splits) == 1 for splits in by_scaffold.values())
     assert scaffold_of("c1ccccc1CC") == "c1ccccc1" and scaffold_of("CCO") == ""
+
+
+def test_contributor_split_holds_out_the_molecules_of_other_labs():
+    keys = ["A", "A", "B", "C", "C", "D", "E", "F", "G", "H"]
+    contributors = ["Tokyo", "Osaka", "Osaka", "RIKEN", "RIKEN", "Tokyo", "Tokyo", "Tokyo", "Tokyo", "Tokyo"]
+    assignment = assign_splits(keys, method="contributor", fractions=(0.8, 0.2, 0.0), seed=0,
+                               contributors=contributors)
+    assert {key for key, name in assignment.items() if name == "test"} == {"B", "C"}  # never measured by Tokyo
+    assert assignment["A"] != "test"  # measured by Tokyo too
+    assert sum(name == "val" for name in assignment.values()) == 1  # 6 Tokyo molecules * 0.2 / (0.8 + 0.2)
+    assert set(assignment) == set(keys)
+    with pytest.raises(ValueError, match="contributor of every record"):
+        assign_splits(keys, method="contributor")
+
+
+def test_contributor_of_massbank_accessions():
+    assert contributor_of("MSBNK-Fac_Eng_Univ_Tokyo-JP000001") == "Fac_Eng_Univ_Tokyo"
+    assert contributor_of("MSBNK-RIKEN-PR100001") == "RIKEN"
+    assert contributor_of("NIST-12345") == "NIST"
+    assert contributor_of("") == ""
+
+
+def test_all_split_puts_every_molecule_in_training():
+    assert set(assign_splits(["A", "B", "C"], method="all").values()) == {"train"}
 
 
 def test_split_rejects_bad_arguments():

@@ -10,7 +10,7 @@ import pytest
 from matchms_neims.chemistry import describe, inchikey_block, parse_smiles
 from matchms_neims.evaluation import SpectraSet, evaluate_model, format_report, report_to_json
 
-# hexadecane (226 Da) falls in the 200-400 Da bin, the others below 200 Da
+# hexadecane (226 Da) falls in the 200-300 Da bin, the others below 200 Da
 QUERY_SMILES = ["CCO", "CC(=O)C", "c1ccccc1", "Oc1ccccc1", "ClC(Cl)Cl", "CCCCCCCCCCCCCCCC"]
 BACKGROUND_SMILES = ["CCCCO", "CC(C)O", "CCN(CC)CC", "OCC(O)CO"]
 DECOY_SMILES = ["CCCCCCCC", "Cn1cnc2c1c(=O)n(C)c(=O)n2C", "OCC"]  # "OCC" is ethanol, a query molecule
@@ -81,17 +81,41 @@ def test_library_composition(report):
 
 def test_breakdowns(report):
     breakdowns = report["breakdowns"]
-    assert set(breakdowns) == {"molecular_weight", "complexity"}
+    assert set(breakdowns) == {"molecular_weight", "element_class", "complexity"}
     by_mass = breakdowns["molecular_weight"]
     assert by_mass["<200 Da"]["n_spectra"] == 5
-    assert by_mass["200-400 Da"]["n_spectra"] == 1  # hexadecane
-    assert ">400 Da" not in by_mass
+    assert by_mass["200-300 Da"]["n_spectra"] == 1  # hexadecane
+    assert ">=300 Da" not in by_mass
+    by_element = breakdowns["element_class"]
+    assert by_element["Cl/Br"]["n_spectra"] == 1  # chloroform
+    assert by_element["none"]["n_spectra"] == 5
+    assert not {"S", "Si", "P", "F"} & set(by_element)
     for title in breakdowns:
         assert sum(entry["n_spectra"] for entry in breakdowns[title].values()) == 6
         for entry in breakdowns[title].values():
             assert entry["cosine_sqrt"] == pytest.approx(1.0, abs=1e-5)
             assert entry["recall@1"] == 1.0
             assert set(KS) <= set(entry)
+
+
+def test_mass_filter_variant(report):
+    filtered = report["library_matching_mass_filter"]
+    assert filtered["window_da"] == 5.0
+    assert all(filtered[k] == 1.0 for k in KS)
+
+
+def test_mass_filter_removes_competitors_outside_the_window():
+    from matchms_neims.metrics import library_ranks
+
+    queries = np.array([[0, 1, 1, 0]], dtype=np.float32)
+    library = np.array([[0, 1, 1, 0], [0, 1, 1, 0], [0, 1, 0.9, 0]], dtype=np.float32)  # a tie, a near miss
+    keys = ["A", "B", "A"]
+    assert library_ranks(queries, ["A"], library, keys, 0.0, 1.0)[0] == 2  # the identical spectrum of B ties
+    ranks = library_ranks(queries, ["A"], library, keys, 0.0, 1.0, query_masses=np.array([100.0]),
+                          library_masses=np.array([100.0, 110.0, 100.0]), mass_window=5.0)
+    assert ranks[0] == 1  # B (110 Da) is outside +-5 Da
+    with pytest.raises(ValueError, match="masses"):
+        library_ranks(queries, ["A"], library, keys, mass_window=5.0)
 
 
 def test_inference_time(report):

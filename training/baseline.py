@@ -61,7 +61,7 @@ class SpectrumRegressionModule(L.LightningModule):
 def make_featurizer(config: TrainConfig) -> Featurizer:
     f = config.featurizer
     return Featurizer(kind=f.kind, max_mz=config.data.max_mz, n_bits=f.n_bits, radius=f.radius,
-                      n_count_bits=f.n_count_bits)
+                      n_count_bits=f.n_count_bits, formula=f.formula)
 
 
 def train_baseline(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:

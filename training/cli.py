@@ -24,6 +24,12 @@ def register_train(subparsers) -> None:
     parser.add_argument("--output-dir", default=None,
                         help="override trainer.output_dir and put the exported model there as model.pt")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar (logs stay)")
+    parser.add_argument("--refit", action="store_true",
+                        help="train the config's recipe on all cleaned spectra (train + val + test) for the epochs "
+                             "its selection run chose (best epoch + 1, read from export.path); writes "
+                             "<output_dir>_refit/<model file>")
+    parser.add_argument("--refit-epochs", type=int, default=None,
+                        help="with --refit: train this many epochs instead of reading them from the selection run")
     parser.set_defaults(handler=_run_train)
 
 
@@ -40,6 +46,13 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.output_dir:
         config.trainer.output_dir = args.output_dir
         config.export.path = str(Path(args.output_dir) / Path(config.export.path).name)
+    if args.refit_epochs is not None and not args.refit:
+        raise SystemExit("--refit-epochs needs --refit")
+    if args.refit:
+        from training.refit import refit_config
+
+        config, provenance = refit_config(config, args.refit_epochs)
+        logger.info("refit on all cleaned spectra for %d epochs into %s", provenance["epochs"], config.export.path)
     if args.model == "baseline":
         from training.baseline import train_baseline as train
     elif args.model == "teacher":

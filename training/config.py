@@ -21,7 +21,9 @@ class DataConfig:
     spectra: str = "../shared/data/massbank_ei.msp"
     cache: str = "cache/massbank_ei.h5"
     max_mz: int = 500
-    split_method: str = "random"  # "random" (by InChIKey block 1) or "scaffold" (Bemis-Murcko)
+    # "random" (by InChIKey block 1), "scaffold" (Bemis-Murcko) or "contributor" (test: molecules that the main
+    # contributing lab never measured; see training.data.assign_splits)
+    split_method: str = "random"
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     split_seed: int = 42
     cleaning: CleaningConfig = field(default_factory=CleaningConfig)
@@ -38,6 +40,7 @@ class FeaturizerConfig:
     n_bits: int = 4096
     radius: int = 2
     n_count_bits: int = 2048
+    formula: bool = False  # append the formula count vector (models with a formula head: model.head formula/mixed)
 
 
 @dataclass
@@ -175,6 +178,8 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     pretraining: PretrainingConfig = field(default_factory=PretrainingConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    # provenance of a refit on all data (set by training.refit.refit_config; empty for a selection run)
+    refit: dict = field(default_factory=dict)
 
     def init_sources(self) -> list[str]:
         """``init_from`` as a list of files ('' and [] give none)."""

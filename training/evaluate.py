@@ -50,7 +50,8 @@ def split_sets(config: TrainConfig, split: str) -> tuple[SpectraSet, SpectraSet]
     for indices in (np.flatnonzero(metadata.split == split_code), np.flatnonzero(metadata.split != split_code)):
         sets.append(SpectraSet(read_spectra(cache, indices), list(metadata.columns["smiles"][indices]),
                                list(metadata.columns["molecule_key"][indices]),
-                               list(metadata.columns["compound_name"][indices])))
+                               list(metadata.columns["compound_name"][indices]),
+                               metadata.nominal_mass[indices].astype(np.float64)))
     return sets[0], sets[1]
 
 

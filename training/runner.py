@@ -46,13 +46,21 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, config: Tr
 
     Checkpoints go to ``config.trainer.output_dir`` (written atomically); ``resume`` continues from
     its ``last.ckpt``. Returns the best module (loaded on the CPU), its checkpoint path and score.
+
+    A refit on all data (``data.split_method: all``, :mod:`training.refit`) has no validation split: it
+    trains ``optim.max_epochs`` epochs without early stopping and returns the last epoch (score ``None``).
     """
     output_dir = Path(config.trainer.output_dir)
-    checkpointing = ModelCheckpoint(dirpath=output_dir, filename="best-{epoch:03d}-{" + monitor + ":.4f}",
-                                    monitor=monitor, mode="max", save_last=True, save_top_k=1)
-    early_stopping = EarlyStopping(monitor=monitor, mode="max", patience=config.optim.early_stopping_patience)
+    refit = config.data.split_method == "all"
+    if refit:
+        checkpointing = ModelCheckpoint(dirpath=output_dir, save_last=True, save_top_k=0)
+        selection = []
+    else:
+        checkpointing = ModelCheckpoint(dirpath=output_dir, filename="best-{epoch:03d}-{" + monitor + ":.4f}",
+                                        monitor=monitor, mode="max", save_last=True, save_top_k=1)
+        selection = [EarlyStopping(monitor=monitor, mode="max", patience=config.optim.early_stopping_patience)]
     provenance = RunProvenance(config.model_class, config.model, dataclasses.asdict(config.featurizer))
-    callbacks = [checkpointing, early_stopping, EpochLogger(), provenance, EpochSeed(config.trainer.seed)]
+    callbacks = [checkpointing, *selection, EpochLogger(), provenance, EpochSeed(config.trainer.seed)]
     if config.optim.ema_decay > 0:
         callbacks.append(EMAWeightAveraging(decay=config.optim.ema_decay))
     trainer = L.Trainer(
@@ -61,6 +69,7 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, config: Tr
         max_epochs=config.optim.max_epochs, gradient_clip_val=config.optim.gradient_clip or None,
         callbacks=callbacks, plugins=[AtomicCheckpointIO()], default_root_dir=output_dir,
         enable_progress_bar=progress, log_every_n_steps=20, deterministic=False,
+        **({"limit_val_batches": 0, "num_sanity_val_steps": 0} if refit else {}),
     )
     resume_from = resume_checkpoint(config, resume)
     if resume_from is not None:
@@ -70,7 +79,7 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, config: Tr
                          provenance.data_fingerprint(datamodule))
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None,
                 weights_only=True)  # checkpoints are plain tensors and dicts: loading never runs pickled code
-    best_path = checkpointing.best_model_path or str(output_dir / "last.ckpt")
+    best_path = (None if refit else checkpointing.best_model_path) or str(output_dir / "last.ckpt")
     best = type(module).load_from_checkpoint(best_path, map_location="cpu", weights_only=True)
     score = checkpointing.best_model_score
     return best, best_path, float(score) if score is not None else None
@@ -88,6 +97,10 @@ def export(config: TrainConfig, model: torch.nn.Module, featurizer: Featurizer, 
                   "seed": config.data.split_seed},
         **extra_metadata,
     }
+    if config.refit:  # the last epoch of a refit on all data: no validation score, the selection run's instead
+        metadata = {key: value for key, value in metadata.items()
+                    if key != "best_epoch_checkpoint" and not key.startswith("val_")}
+        metadata["refit"] = config.refit
     exported = save_model(config.export.path, model, config.model, featurizer, metadata,
                           half_precision=config.export.half_precision)
     logger.info("exported %s", exported)

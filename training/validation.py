@@ -22,7 +22,7 @@ def validation_recall(datamodule: SpectraDataModule, rows: np.ndarray, predicted
     """
     columns = datamodule.metadata.columns
     keys = list(columns["molecule_key"][rows])
-    library, library_keys, _ = matching_library(predicted, keys, list(columns["smiles"][rows]), background)
+    library, library_keys, _, _ = matching_library(predicted, keys, list(columns["smiles"][rows]), background)
     return recall_at_k(library_ranks(true, keys, library, library_keys), ks)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from matchms_neims.models.heads import BidirectionalHead
+from matchms_neims.models.formula_head import apply_head, make_spectrum_head, split_formula_input
 from matchms_neims.models.sparse_linear import SparseInputLinear
 
 
@@ -48,11 +48,19 @@ class NeimsMLP(nn.Module):
         Bins above the molecular mass that may carry intensity.
     input_transform
         ``"log1p"`` (counts -> log(1 + count)) or ``"none"``.
+    head
+        Spectrum head: ``"bidirectional"`` (NEIMS), ``"formula"`` (subformulae with exact isotope envelopes,
+        :class:`~matchms_neims.models.formula_head.FormulaHead`) or ``"mixed"`` (both, gated per m/z). The
+        formula heads read the formula count vector appended to the fingerprint (``featurizer.formula``).
+    formula_head
+        Keywords of :class:`~matchms_neims.models.formula_head.FormulaHead` (``hidden``, ``max_subformulae``,
+        ``extra_hydrogens``).
     """
 
     def __init__(self, input_size: int = 4096, hidden_size: int = 2000, n_blocks: int = 7,
                  bottleneck_factor: float = 0.5, dropout: float = 0.25, max_mz: int = 500,
-                 isotope_margin: int = 5, input_transform: str = "log1p"):
+                 isotope_margin: int = 5, input_transform: str = "log1p", head: str = "bidirectional",
+                 formula_head: dict | None = None):
         super().__init__()
         if input_transform not in ("log1p", "none"):
             raise ValueError(f"unknown input_transform {input_transform!r}")
@@ -63,7 +71,8 @@ class NeimsMLP(nn.Module):
         self.blocks = nn.Sequential(
             *[ResidualBottleneckBlock(hidden_size, bottleneck, dropout) for _ in range(n_blocks)])
         self.final_norm = nn.Sequential(nn.LayerNorm(hidden_size), nn.ReLU())
-        self.head = BidirectionalHead(hidden_size, max_mz=max_mz, isotope_margin=isotope_margin)
+        self.head = make_spectrum_head(head, hidden_size, max_mz, isotope_margin, formula_head)
+        self.reads_formula = head != "bidirectional"
 
     def embed(self, fingerprint: torch.Tensor) -> torch.Tensor:
         x = torch.log1p(fingerprint) if self.input_transform == "log1p" else fingerprint
@@ -71,4 +80,5 @@ class NeimsMLP(nn.Module):
 
     def forward(self, fingerprint: torch.Tensor, nominal_mass: torch.Tensor) -> torch.Tensor:
         """Predicted spectra in sqrt-intensity space, shape ``(batch, max_mz + 1)``."""
-        return self.head(self.embed(fingerprint), nominal_mass)
+        fingerprint, formula = split_formula_input(fingerprint, self.reads_formula)
+        return apply_head(self.head, self.embed(fingerprint), nominal_mass, formula)

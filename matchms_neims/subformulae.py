@@ -1,0 +1,222 @@
+"""Subformulae of a molecular formula and their exact unit-resolution isotope envelopes.
+
+An EI fragment ion is a subformula of the molecular formula. This module enumerates those subformulae
+and renders, for each, the distribution of its ion over unit m/z, from the isotope abundances of
+pyteomics (``pyteomics.mass.nist_mass``); nothing here is typed by hand. The formula head
+(:class:`matchms_neims.models.formula_head.FormulaHead`) scores the subformulae and sums their envelopes.
+
+Formulas are count vectors over :data:`FORMULA_SYMBOLS` followed by one column counting atoms of any
+other element (:func:`formula_counts`). Isotope-labelled atoms (``[2H]``, ``[13C]``, ...) are symbols
+of their own, with all their mass at their label's mass number.
+
+Bounds (RASSP-like, Zhu & Jonas 2023):
+
+* every non-hydrogen symbol takes each count from 0 to the molecule's count, and at least one
+  non-hydrogen atom is kept;
+* hydrogen is free to vary from 0 to ``n_H + extra_hydrogens`` (hydrogen transfer and self-protonation
+  give ions with more hydrogens than the molecule's formula, e.g. McLafferty + 1 or [M+H]+), and never
+  above the valence bound ``3 + sum_e n_e (v_e - 2)`` (the hydrogens of a saturated acyclic ion,
+  including the even-electron [CH5]+-like case) with the valences of :data:`VALENCES`;
+* a formula with more than ``max_subformulae`` subformulae, or with atoms outside
+  :data:`FORMULA_SYMBOLS`, is not enumerated: :class:`SubformulaLimit` says why, and the formula
+  head then falls back to nominal-mass candidates (see there).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+from pyteomics.mass import nist_mass
+from rdkit import Chem
+
+#: Symbols of a formula count vector; labelled isotopes are written as in SMILES.
+FORMULA_SYMBOLS = ("C", "H", "N", "O", "F", "Si", "P", "S", "Cl", "Br", "I", "B", "Se", "As", "Ge", "Sn",
+                   "[2H]", "[13C]", "[15N]", "[18O]")
+#: Length of a :func:`formula_counts` vector: one column per symbol and one for atoms of other elements.
+FORMULA_SIZE = len(FORMULA_SYMBOLS) + 1
+HYDROGEN = FORMULA_SYMBOLS.index("H")
+#: Valences bounding the hydrogens of a subformula (labelled atoms take their element's).
+VALENCES = {"C": 4, "H": 1, "N": 3, "O": 2, "F": 1, "Si": 4, "P": 3, "S": 2, "Cl": 1, "Br": 1, "I": 1, "B": 3,
+            "Se": 2, "As": 3, "Ge": 4, "Sn": 4}
+#: Length of an isotope envelope: offsets 0..ENVELOPE_SIZE-1 above the subformula's lightest mass.
+ENVELOPE_SIZE = 24
+#: Default bound on the subformulae of one molecule.
+MAX_SUBFORMULAE = 8192
+#: Formulas with more non-H count combinations than this are refused before any is built (memory).
+MAX_HEAVY_COMBINATIONS = 262_144
+
+
+def _element(symbol: str) -> str:
+    return symbol.strip("[]").lstrip("0123456789")
+
+
+def _label(symbol: str) -> int | None:
+    digits = symbol.strip("[]")[: len(symbol.strip("[]")) - len(_element(symbol))]
+    return int(digits) if digits else None
+
+
+VALENCE_VECTOR = np.array([VALENCES[_element(symbol)] for symbol in FORMULA_SYMBOLS], dtype=np.int64)
+
+
+@cache
+def isotope_distribution(symbol: str) -> tuple[int, np.ndarray]:
+    """Lightest mass number of ``symbol`` and its abundances at offsets 0, 1, ... above it (pyteomics).
+
+    A labelled symbol such as ``[13C]`` has all its abundance at its mass number.
+    """
+    label = _label(symbol)
+    if label is not None:
+        return label, np.ones(1)
+    isotopes = {number: abundance for number, (_, abundance) in nist_mass[_element(symbol)].items()
+                if number > 0 and abundance > 0}
+    lightest = min(isotopes)
+    distribution = np.zeros(max(isotopes) - lightest + 1)
+    for number, abundance in isotopes.items():
+        distribution[number - lightest] = abundance
+    return lightest, distribution / distribution.sum()
+
+
+LIGHT_MASS_VECTOR = np.array([isotope_distribution(symbol)[0] for symbol in FORMULA_SYMBOLS], dtype=np.int64)
+
+
+@cache
+def _power_table(symbol: str, max_count: int) -> np.ndarray:
+    """Row ``n``: the offset distribution of ``n`` atoms of ``symbol`` (``n`` = 0..max_count), ENVELOPE_SIZE long.
+
+    Computed by repeated convolution; mass beyond the envelope is dropped here and restored by the final
+    renormalisation of :func:`isotope_envelopes`.
+    """
+    _, single = isotope_distribution(symbol)
+    table = np.zeros((max_count + 1, ENVELOPE_SIZE))
+    table[0, 0] = 1.0
+    for n in range(1, max_count + 1):
+        table[n] = np.convolve(table[n - 1], single)[:ENVELOPE_SIZE]
+    return table
+
+
+def formula_counts(mol: Chem.Mol) -> np.ndarray:
+    """Count vector (length :data:`FORMULA_SIZE`, int64) of a molecule, implicit hydrogens included.
+
+    The last column counts atoms of elements (or labels) outside :data:`FORMULA_SYMBOLS`.
+    """
+    counts = np.zeros(FORMULA_SIZE, dtype=np.int64)
+    index = {symbol: i for i, symbol in enumerate(FORMULA_SYMBOLS)}
+    for atom in mol.GetAtoms():
+        symbol = atom.GetSymbol()
+        if atom.GetIsotope():
+            symbol = f"[{atom.GetIsotope()}{symbol}]"
+        counts[index.get(symbol, FORMULA_SIZE - 1)] += 1
+        counts[HYDROGEN] += atom.GetTotalNumHs()
+    return counts
+
+
+def formula_string(counts: np.ndarray) -> str:
+    """A readable formula of a count vector (symbols in :data:`FORMULA_SYMBOLS` order; 'X' for other atoms)."""
+    parts = [f"{symbol}{n if n > 1 else ''}" for symbol, n in zip(FORMULA_SYMBOLS, counts[:-1]) if n]
+    if len(counts) > len(FORMULA_SYMBOLS) and counts[-1]:
+        parts.append(f"X{counts[-1]}")
+    return "".join(parts)
+
+
+def hydrogen_bound(counts: np.ndarray) -> np.ndarray:
+    """Valence bound on the hydrogens of subformulae ``counts`` (rows): ``3 + sum_e n_e (v_e - 2)`` over non-H."""
+    counts = np.atleast_2d(counts)[:, : len(FORMULA_SYMBOLS)]
+    heavy = np.delete(counts, HYDROGEN, axis=1)
+    return 3 + heavy @ np.delete(VALENCE_VECTOR - 2, HYDROGEN)
+
+
+class SubformulaLimit(ValueError):
+    """A formula whose subformulae are not enumerated (too many, or atoms without an isotope table)."""
+
+
+def count_subformulae(counts: np.ndarray, extra_hydrogens: int = 1) -> int:
+    """How many subformulae :func:`enumerate_subformulae` gives for ``counts``, without building them.
+
+    Raises
+    ------
+    SubformulaLimit
+        When the formula has more than :data:`MAX_HEAVY_COMBINATIONS` non-hydrogen count combinations.
+    """
+    return int(_heavy_grid(counts, extra_hydrogens)[1].sum())
+
+
+def _heavy_grid(counts: np.ndarray, extra_hydrogens: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """All non-H count combinations (with at least one atom) and, per combination, its number of H choices."""
+    counts = np.asarray(counts, dtype=np.int64)[: len(FORMULA_SYMBOLS)]
+    present = [i for i in np.flatnonzero(counts) if i != HYDROGEN]
+    if not present:
+        return np.zeros((0, len(FORMULA_SYMBOLS)), np.int64), np.zeros(0, np.int64)
+    n_combinations = int(np.prod([float(counts[i] + 1) for i in present]))
+    if n_combinations > MAX_HEAVY_COMBINATIONS:
+        raise SubformulaLimit(f"{formula_string(counts)} has {n_combinations:,} non-hydrogen count combinations, "
+                              f"more than {MAX_HEAVY_COMBINATIONS:,}")
+    axes = [np.arange(counts[i] + 1, dtype=np.int32) for i in present]
+    grid = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, len(present))
+    grid = grid[grid.sum(axis=1) > 0]
+    heavy = np.zeros((len(grid), len(FORMULA_SYMBOLS)), np.int32)
+    heavy[:, present] = grid
+    n_hydrogen = np.minimum(counts[HYDROGEN] + extra_hydrogens, hydrogen_bound(heavy)) + 1
+    n_hydrogen = np.maximum(n_hydrogen, 0)
+    return heavy[n_hydrogen > 0], n_hydrogen[n_hydrogen > 0]
+
+
+def isotope_envelopes(counts: np.ndarray) -> np.ndarray:
+    """Unit-resolution isotope envelopes of subformulae ``counts`` (rows; shape ``(n, ENVELOPE_SIZE)``).
+
+    Column ``k`` is the probability of the ion at its lightest mass + ``k``; each row sums to 1.
+    Computed per element from pyteomics' abundances (exact multinomial convolution up to the envelope size).
+    """
+    counts = np.atleast_2d(np.asarray(counts, dtype=np.int64))[:, : len(FORMULA_SYMBOLS)]
+    envelopes = np.zeros((len(counts), ENVELOPE_SIZE))
+    envelopes[:, 0] = 1.0
+    for column, symbol in enumerate(FORMULA_SYMBOLS):
+        if len(isotope_distribution(symbol)[1]) == 1 or not counts[:, column].any():
+            continue
+        factor = _power_table(symbol, int(max(8, 2 ** int(np.ceil(np.log2(counts[:, column].max() + 1))))))
+        factor = factor[counts[:, column]]
+        width = int(np.flatnonzero(factor.any(axis=0)).max()) + 1
+        result = np.zeros_like(envelopes)
+        for shift in range(width):
+            result[:, shift:] += factor[:, shift : shift + 1] * envelopes[:, : ENVELOPE_SIZE - shift]
+        envelopes = result
+    return (envelopes / envelopes.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+@dataclass
+class Subformulae:
+    """The subformulae of one formula: counts, lightest (all-lightest-isotope) masses and isotope envelopes."""
+
+    counts: np.ndarray  # (n, len(FORMULA_SYMBOLS)) int16
+    light_mass: np.ndarray  # (n,) int64: mass number sum with every atom's lightest isotope
+    envelopes: np.ndarray  # (n, ENVELOPE_SIZE) float32, rows sum to 1
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+
+def enumerate_subformulae(counts: np.ndarray, max_subformulae: int = MAX_SUBFORMULAE,
+                          extra_hydrogens: int = 1) -> Subformulae:
+    """Every subformula of ``counts`` within the module's bounds, with its isotope envelope.
+
+    Raises
+    ------
+    SubformulaLimit
+        When the formula has atoms outside :data:`FORMULA_SYMBOLS` or more than ``max_subformulae``
+        subformulae.
+    """
+    counts = np.asarray(counts, dtype=np.int64)
+    if len(counts) > len(FORMULA_SYMBOLS) and counts[len(FORMULA_SYMBOLS)]:
+        raise SubformulaLimit(f"{formula_string(counts)}: {counts[-1]} atom(s) of elements without an isotope "
+                              f"table here (known: {', '.join(FORMULA_SYMBOLS)})")
+    heavy, n_hydrogen = _heavy_grid(counts, extra_hydrogens)
+    total = int(n_hydrogen.sum())
+    if total > max_subformulae:
+        raise SubformulaLimit(f"{formula_string(counts)} has {total:,} subformulae, more than the bound "
+                              f"{max_subformulae:,}")
+    rows = np.repeat(heavy, n_hydrogen, axis=0)
+    starts = np.repeat(np.cumsum(n_hydrogen) - n_hydrogen, n_hydrogen)
+    rows[:, HYDROGEN] = np.arange(total) - starts
+    return Subformulae(counts=rows.astype(np.int16), light_mass=rows @ LIGHT_MASS_VECTOR,
+                       envelopes=isotope_envelopes(rows))
