@@ -42,6 +42,8 @@ VALENCES = {"C": 4, "H": 1, "N": 3, "O": 2, "F": 1, "Si": 4, "P": 3, "S": 2, "Cl
             "Se": 2, "As": 3, "Ge": 4, "Sn": 4}
 #: Length of an isotope envelope: offsets 0..ENVELOPE_SIZE-1 above the subformula's lightest mass.
 ENVELOPE_SIZE = 24
+#: Isotopologue probabilities below this are left out of the envelopes (before the final renormalisation).
+ENVELOPE_FLOOR = 1e-9
 #: Default bound on the subformulae of one molecule.
 MAX_SUBFORMULAE = 8192
 #: Formulas with more non-H count combinations than this are refused before any is built (memory).
@@ -85,14 +87,16 @@ LIGHT_MASS_VECTOR = np.array([isotope_distribution(symbol)[0] for symbol in FORM
 def _power_table(symbol: str, max_count: int) -> np.ndarray:
     """Row ``n``: the offset distribution of ``n`` atoms of ``symbol`` (``n`` = 0..max_count), ENVELOPE_SIZE long.
 
-    Computed by repeated convolution; mass beyond the envelope is dropped here and restored by the final
-    renormalisation of :func:`isotope_envelopes`.
+    Computed by repeated convolution; mass beyond the envelope and probabilities below
+    :data:`ENVELOPE_FLOOR` are dropped here (so that convolutions stop at the last peak that matters) and the
+    final renormalisation of :func:`isotope_envelopes` restores the sum.
     """
     _, single = isotope_distribution(symbol)
     table = np.zeros((max_count + 1, ENVELOPE_SIZE))
     table[0, 0] = 1.0
     for n in range(1, max_count + 1):
         table[n] = np.convolve(table[n - 1], single)[:ENVELOPE_SIZE]
+    table[table < ENVELOPE_FLOOR] = 0.0
     return table
 
 
@@ -162,6 +166,18 @@ def _heavy_grid(counts: np.ndarray, extra_hydrogens: int = 1) -> tuple[np.ndarra
     return heavy[n_hydrogen > 0], n_hydrogen[n_hydrogen > 0]
 
 
+def _convolve_symbol(envelopes: np.ndarray, symbol: str, counts: np.ndarray) -> np.ndarray:
+    """``envelopes`` (rows) convolved with the offset distribution of ``counts`` atoms of ``symbol`` (per row)."""
+    if len(isotope_distribution(symbol)[1]) == 1 or not counts.any():
+        return envelopes
+    factor = _power_table(symbol, int(max(8, 2 ** int(np.ceil(np.log2(counts.max() + 1))))))[counts]
+    width = int(np.flatnonzero(factor.any(axis=0)).max()) + 1
+    result = np.zeros_like(envelopes)
+    for shift in range(width):
+        result[:, shift:] += factor[:, shift : shift + 1] * envelopes[:, : ENVELOPE_SIZE - shift]
+    return result
+
+
 def isotope_envelopes(counts: np.ndarray) -> np.ndarray:
     """Unit-resolution isotope envelopes of subformulae ``counts`` (rows; shape ``(n, ENVELOPE_SIZE)``).
 
@@ -172,15 +188,11 @@ def isotope_envelopes(counts: np.ndarray) -> np.ndarray:
     envelopes = np.zeros((len(counts), ENVELOPE_SIZE))
     envelopes[:, 0] = 1.0
     for column, symbol in enumerate(FORMULA_SYMBOLS):
-        if len(isotope_distribution(symbol)[1]) == 1 or not counts[:, column].any():
-            continue
-        factor = _power_table(symbol, int(max(8, 2 ** int(np.ceil(np.log2(counts[:, column].max() + 1))))))
-        factor = factor[counts[:, column]]
-        width = int(np.flatnonzero(factor.any(axis=0)).max()) + 1
-        result = np.zeros_like(envelopes)
-        for shift in range(width):
-            result[:, shift:] += factor[:, shift : shift + 1] * envelopes[:, : ENVELOPE_SIZE - shift]
-        envelopes = result
+        envelopes = _convolve_symbol(envelopes, symbol, counts[:, column])
+    return _normalized(envelopes)
+
+
+def _normalized(envelopes: np.ndarray) -> np.ndarray:
     return (envelopes / envelopes.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -218,5 +230,13 @@ def enumerate_subformulae(counts: np.ndarray, max_subformulae: int = MAX_SUBFORM
     rows = np.repeat(heavy, n_hydrogen, axis=0)
     starts = np.repeat(np.cumsum(n_hydrogen) - n_hydrogen, n_hydrogen)
     rows[:, HYDROGEN] = np.arange(total) - starts
+    # the non-H envelope once per non-H combination, then each hydrogen count convolved in (same result as
+    # isotope_envelopes(rows), about 10x faster for large formulas)
+    heavy_envelopes = np.zeros((len(heavy), ENVELOPE_SIZE))
+    heavy_envelopes[:, 0] = 1.0
+    for column, symbol in enumerate(FORMULA_SYMBOLS):
+        if column != HYDROGEN:
+            heavy_envelopes = _convolve_symbol(heavy_envelopes, symbol, heavy[:, column])
+    envelopes = _convolve_symbol(np.repeat(heavy_envelopes, n_hydrogen, axis=0), "H", rows[:, HYDROGEN])
     return Subformulae(counts=rows.astype(np.int16), light_mass=rows @ LIGHT_MASS_VECTOR,
-                       envelopes=isotope_envelopes(rows))
+                       envelopes=_normalized(envelopes))

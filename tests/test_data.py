@@ -14,8 +14,8 @@ from training.config import DataConfig
 from training.data import (
     LazyMassSpecDataset,
     assign_splits,
-    contributor_of,
     build_cache,
+    contributor_of,
     read_spectra,
     scaffold_of,
 )

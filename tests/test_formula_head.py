@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -142,3 +143,31 @@ def test_refit_runs_end_to_end_on_the_fixture(tmp_path, tiny_training_config):
     cache = CacheMetadata(tmp_path / "cache.all.h5")
     assert (cache.split == 0).all() and len(cache.split) == len(CacheMetadata(tmp_path / "cache.h5").split)
     assert NeimsPredictor(refit_path).predict("Clc1ccccc1")["mz"].size > 0
+
+    # evaluating the selection model on its own split is clean; the refit model has seen the test molecules
+    for model_path, warned in ((config.export.path, False), (refit_path, True)):
+        report_path = tmp_path / f"report_{warned}.json"
+        assert main(["evaluate", "--model", str(model_path), "--config", str(config_path), "--timing-molecules", "0",
+                     "--uncertainty-samples", "0", "-o", str(report_path)]) == 0
+        report = json.loads(report_path.read_text())
+        assert ("split_warning" in report) is warned
+        assert {"element_class", "molecular_weight"} <= set(report["breakdowns"])
+        assert "library_matching_mass_filter" in report
+
+
+def test_student_takes_the_formula_head(tmp_path):
+    from matchms_neims.models import StudentMoE
+
+    torch.manual_seed(0)
+    config = {"n_bits": 128, "n_count_bits": 64, "width": 32, "expert_inner": 32, "blocks_per_expert": 1,
+              "gate_hidden": [16], "head_hidden": [32], "head": "mixed", "formula_head": {"hidden": 8}}
+    model = StudentMoE(**config).eval()
+    featurizer = Featurizer(kind="student_fingerprint", n_bits=128, n_count_bits=64, formula=True)
+    features, masses = inputs(featurizer, ["Brc1ccccc1", "CCO"])
+    assert features.shape[1] == 128 + 64 + FORMULA_SIZE
+    with torch.inference_mode():
+        output = model.forward_with_details(features, masses)
+    assert output.spectrum.shape == (2, 501) and output.expert_weights.shape == (2, 4)
+    path = save_model(tmp_path / "student.pt", model, config, featurizer, {"name": "s", "version": "0"})
+    spectrum = NeimsPredictor(path).predict_spectra(["Brc1ccccc1"])[0]
+    assert len(spectrum.metadata["expert_weights"]) == 4

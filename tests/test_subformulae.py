@@ -117,3 +117,9 @@ def test_labelled_atoms_are_monoisotopic_at_their_label():
     assert envelope[0] == pytest.approx(1.0, abs=1e-3)  # 2H of the four hydrogens only
     subformulae = enumerate_subformulae(counts_of("[13CH4]"))
     assert 17 in subformulae.light_mass  # 13CH4+.
+
+
+def test_enumerated_envelopes_equal_the_direct_computation():
+    # enumerate_subformulae convolves hydrogen into per-combination envelopes; the result is isotope_envelopes'
+    subformulae = enumerate_subformulae(counts_of("CCCCCCCC(=O)OC(CSc1ccc(Cl)cc1)C[Si](C)(C)C"), 100_000)
+    np.testing.assert_allclose(subformulae.envelopes, isotope_envelopes(subformulae.counts), atol=1e-6)

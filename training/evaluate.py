@@ -26,6 +26,9 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training config whose data cache and split are used (default: baseline.yaml)")
     parser.add_argument("--split", choices=("val", "test"), default="test",
                         help="held-out split to evaluate (default: test)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config value, e.g. --set data.split_method=scaffold "
+                             "--set data.cache=cache/massbank_scaffold.h5 (repeatable)")
     parser.add_argument("--spectra", default=None,
                         help="evaluate on this MSP/MGF file (with SMILES) instead of a split of the cache")
     parser.add_argument("--background", default=None,
@@ -61,8 +64,28 @@ def file_set(path: str, config: TrainConfig) -> SpectraSet:
     return spectra_set_from_spectra(spectra, config.data.max_mz)
 
 
+def split_leak_warning(model_metadata: dict, config: TrainConfig) -> str | None:
+    """A warning when the model was not trained on the training part of the split that is evaluated.
+
+    A model trained on another split (or refit on all data) may have seen the held-out molecules, and its
+    figures there would flatter it.
+    """
+    split = model_metadata.get("split")
+    if not isinstance(split, dict):
+        return None
+    expected = {"method": config.data.split_method, "fractions": list(config.data.split_fractions),
+                "seed": config.data.split_seed}
+    if split.get("method") == "all":
+        return "the model was refit on all cleaned spectra: it has seen every held-out molecule of this split"
+    if split.get("method") != expected["method"] or split.get("seed") != expected["seed"] or \
+            [float(x) for x in split.get("fractions", [])] != [float(x) for x in expected["fractions"]]:
+        return (f"the model was trained on split {split}, not on {expected}: its training molecules may be among "
+                "the queries")
+    return None
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
-    config = TrainConfig.from_yaml(args.config)
+    config = TrainConfig.from_yaml(args.config).with_overrides(args.overrides)
     predictor = NeimsPredictor(args.model)
     if args.spectra:
         queries = file_set(args.spectra, config)
@@ -77,6 +100,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
                             intensity_power=args.intensity_power, timing_molecules=args.timing_molecules,
                             uncertainty_samples=args.uncertainty_samples)
     report["evaluated_on"] = args.spectra or f"{config.data.spectra} ({args.split} split, {config.data.split_method})"
+    if not args.spectra:
+        warning = split_leak_warning(predictor.loaded.metadata, config)
+        if warning:
+            logger.warning("%s", warning)
+            report["split_warning"] = warning
     print(format_report(report))
     if args.output:
         with atomic_output(Path(args.output)) as handle:

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from matchms_neims.models.heads import BidirectionalHead
+from matchms_neims.models.formula_head import apply_head, make_spectrum_head, split_formula_input
 from matchms_neims.models.sparse_linear import SparseInputLinear
 
 COUNT_TRANSFORMS = ("log1p", "none")
@@ -108,7 +108,8 @@ class StudentMoE(nn.Module):
 
     fingerprint -> (log1p of the counts) -> gate MLP (top-k of logits + balancing bias) and
     input projection -> the chosen experts (residual pre-norm GELU blocks) -> weighted sum ->
-    LayerNorm (``hidden``) -> head MLP -> :class:`~matchms_neims.models.heads.BidirectionalHead`.
+    LayerNorm (``hidden``) -> head MLP -> spectrum head (:class:`~matchms_neims.models.heads.BidirectionalHead`
+    by default, or the formula head).
 
     The default sizes give 29,978,723 parameters (about 60 MB in float16); each expert has 4.73 M, so
     about 20.5 M (everything but the 2 experts not chosen) are used per molecule.
@@ -150,13 +151,17 @@ class StudentMoE(nn.Module):
         Largest predicted m/z.
     isotope_margin
         Bins above the molecular mass that may carry intensity.
+    head, formula_head
+        Spectrum head and its options, as for :class:`~matchms_neims.models.neims.NeimsMLP`; the formula heads
+        read the formula count vector appended to the fingerprint (``featurizer.formula``).
     """
 
     def __init__(self, n_bits: int = 4096, n_count_bits: int = 2048, width: int = 512, expert_inner: int = 768,
                  n_experts: int = 4, top_k: int = 2, blocks_per_expert: int = 6, shared_experts: int = 0,
                  gate_hidden: tuple[int, ...] = (512, 128), head_hidden: tuple[int, ...] = (2048, 1024),
                  dropout: float = 0.2, count_transform: str = "log1p", bias_update_rate: float = 1e-3,
-                 max_mz: int = 500, isotope_margin: int = 5, activation: str = "gelu"):
+                 max_mz: int = 500, isotope_margin: int = 5, activation: str = "gelu", head: str = "bidirectional",
+                 formula_head: dict | None = None):
         super().__init__()
         if count_transform not in COUNT_TRANSFORMS:
             raise ValueError(f"unknown count_transform {count_transform!r}; expected one of {COUNT_TRANSFORMS}")
@@ -185,11 +190,13 @@ class StudentMoE(nn.Module):
             for _ in range(shared_experts))
         self.final_norm = nn.LayerNorm(width)
         self.head_mlp = _mlp([width, *head_hidden], act, dropout=dropout) if head_hidden else nn.Sequential(act())
-        self.head = BidirectionalHead(head_hidden[-1] if head_hidden else width, max_mz=max_mz,
-                                      isotope_margin=isotope_margin)
+        self.head = make_spectrum_head(head, head_hidden[-1] if head_hidden else width, max_mz, isotope_margin,
+                                       formula_head)
+        self.reads_formula = head != "bidirectional"
 
     def transform_input(self, fingerprint: torch.Tensor) -> torch.Tensor:
-        """The fingerprint with ``count_transform`` applied to its count part."""
+        """The fingerprint (without a formula count vector) with ``count_transform`` applied to its count part."""
+        fingerprint, _ = split_formula_input(fingerprint, self.reads_formula)
         fingerprint = fingerprint.float() if not fingerprint.is_floating_point() else fingerprint
         if self.count_transform == "none" or self.n_count_bits == 0:
             return fingerprint
@@ -243,11 +250,12 @@ class StudentMoE(nn.Module):
 
     def forward_with_details(self, fingerprint: torch.Tensor, nominal_mass: torch.Tensor) -> StudentOutput:
         """Spectra with the routing and the mixed expert features (see :class:`StudentOutput`)."""
+        formula = split_formula_input(fingerprint, self.reads_formula)[1]
         x = self.transform_input(fingerprint)
         gate_probabilities, selected_experts, expert_weights = self.route(x, transformed=True)
         mixture = self.mix_experts(self.input_projection(x), selected_experts, expert_weights)
         hidden = self.final_norm(mixture)
-        spectrum = self.head(self.head_mlp(hidden), nominal_mass)
+        spectrum = apply_head(self.head, self.head_mlp(hidden), nominal_mass, formula)
         return StudentOutput(spectrum, expert_weights, selected_experts, gate_probabilities, hidden)
 
     def forward(self, fingerprint: torch.Tensor, nominal_mass: torch.Tensor) -> torch.Tensor:
