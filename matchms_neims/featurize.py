@@ -161,17 +161,15 @@ class Featurizer:
     n_count_bits
         Size of the count part of the student fingerprint.
     formula
-        Append the molecule's formula count vector (:func:`~matchms_neims.subformulae.formula_counts`,
-        :data:`~matchms_neims.subformulae.FORMULA_SIZE` values) to the fingerprint, for models with a formula
-        head (fingerprint kinds only).
+        Give models with a formula head the molecule's formula count vector
+        (:func:`~matchms_neims.subformulae.formula_counts`, :data:`~matchms_neims.subformulae.FORMULA_SIZE`
+        values): appended to a fingerprint, or as ``graph.formula`` (shape ``(1, FORMULA_SIZE)``) of a graph.
     """
 
     def __init__(self, kind: str = "neims_count_ecfp", max_mz: int = 500, n_bits: int = 4096, radius: int = 2,
                  n_count_bits: int = 2048, formula: bool = False):
         if kind not in FEATURE_KINDS:
             raise ValueError(f"unknown feature kind {kind!r}; expected one of {FEATURE_KINDS}")
-        if formula and kind.startswith("graph"):
-            raise ValueError(f"formula count vectors are appended to fingerprints; kind {kind!r} is a graph")
         self.formula = bool(formula)
         self.kind = kind
         self.max_mz = max_mz
@@ -195,8 +193,14 @@ class Featurizer:
                 fingerprint = np.concatenate([fingerprint, formula_counts(mol).astype(np.float32)])
             return fingerprint
         if self.kind in ("graph_ecfp", "graph_ecfp_counts"):
-            return graph_with_ecfp(mol, self.n_bits, self.radius, counts=self.kind == "graph_ecfp_counts")
-        return molecular_graph(mol)
+            graph = graph_with_ecfp(mol, self.n_bits, self.radius, counts=self.kind == "graph_ecfp_counts")
+        else:
+            graph = molecular_graph(mol)
+        if self.formula:
+            import torch
+
+            graph.formula = torch.from_numpy(formula_counts(mol).astype(np.float32))[None]
+        return graph
 
     def collate(self, features: list):
         """Model inputs for a list of this featurizer's outputs (see :func:`collate_features`)."""

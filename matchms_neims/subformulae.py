@@ -215,8 +215,8 @@ def enumerate_subformulae(counts: np.ndarray, max_subformulae: int = MAX_SUBFORM
     Raises
     ------
     SubformulaLimit
-        When the formula has atoms outside :data:`FORMULA_SYMBOLS` or more than ``max_subformulae``
-        subformulae.
+        When the formula has atoms outside :data:`FORMULA_SYMBOLS`, more than ``max_subformulae``
+        subformulae, or none (no non-hydrogen atom, e.g. H2).
     """
     counts = np.asarray(counts, dtype=np.int64)
     if len(counts) > len(FORMULA_SYMBOLS) and counts[len(FORMULA_SYMBOLS)]:
@@ -224,6 +224,8 @@ def enumerate_subformulae(counts: np.ndarray, max_subformulae: int = MAX_SUBFORM
                               f"table here (known: {', '.join(FORMULA_SYMBOLS)})")
     heavy, n_hydrogen = _heavy_grid(counts, extra_hydrogens)
     total = int(n_hydrogen.sum())
+    if total == 0:
+        raise SubformulaLimit(f"{formula_string(counts)} has no subformula with a non-hydrogen atom")
     if total > max_subformulae:
         raise SubformulaLimit(f"{formula_string(counts)} has {total:,} subformulae, more than the bound "
                               f"{max_subformulae:,}")

@@ -64,9 +64,10 @@ def test_formula_models_predict_through_the_predictor(tmp_path, head):
     loaded = load_model(path)
     assert loaded.featurizer.formula and isinstance(loaded.model.head, FormulaHead)
     predictor = NeimsPredictor(path)
-    spectra = predictor.predict_spectra(["Clc1ccccc1", "C[Hg]C", "CCO"])
-    assert len(spectra) == 3
-    chloro, mercury, ethanol = spectra
+    spectra = predictor.predict_spectra(["Clc1ccccc1", "C[Hg]C", "CCO", "[H][H]"])
+    assert len(spectra) == 4
+    chloro, mercury, ethanol, hydrogen = spectra
+    assert "non-hydrogen" in hydrogen.metadata["formula_head_fallback"] and hydrogen.peaks.mz.max() <= 2 + 5
     assert "formula_head_fallback" not in chloro.metadata and "formula_head_fallback" not in ethanol.metadata
     assert "isotope table" in mercury.metadata["formula_head_fallback"]
     assert chloro.peaks.mz.max() <= 112 + 23  # nothing beyond the molecular ion's envelope
@@ -171,3 +172,22 @@ def test_student_takes_the_formula_head(tmp_path):
     path = save_model(tmp_path / "student.pt", model, config, featurizer, {"name": "s", "version": "0"})
     spectrum = NeimsPredictor(path).predict_spectra(["Brc1ccccc1"])[0]
     assert len(spectrum.metadata["expert_weights"]) == 4
+
+
+def test_teacher_takes_the_formula_head_through_graph_formula(tmp_path):
+    from matchms_neims.models.teacher import TeacherGNN
+
+    torch.manual_seed(0)
+    config = dict(atom_embedding_dim=16, bond_embedding_dim=16, hidden_size=32, n_layers=2, attention_hidden=16,
+                  ecfp_size=256, ecfp_transform="log1p", ecfp_hidden=[64, 24], fusion_hidden=[64, 32],
+                  head="formula", formula_head={"hidden": 8})
+    featurizer = Featurizer("graph_ecfp_counts", n_bits=256, formula=True)
+    graph = featurizer("Brc1ccccc1").features
+    assert graph.formula.shape == (1, FORMULA_SIZE)
+    path = save_model(tmp_path / "teacher.pt", TeacherGNN(**config).eval(), config, featurizer, {"name": "t"})
+    predictor = NeimsPredictor(path, uncertainty_samples=3)
+    spectra = predictor.predict_spectra(["Brc1ccccc1", "CCO"])
+    assert [s.get("prediction_uncertainty") is not None for s in spectra] == [True, True]
+    bromo = dict(zip(spectra[0].peaks.mz, spectra[0].peaks.intensities))
+    # C6H5Br+. at 156/158: 79Br/81Br with 13C on top, whatever the untrained scores
+    assert bromo.get(158.0, 0) > 0 and bromo.get(156.0, 0) > 0

@@ -337,3 +337,25 @@ def test_distil_with_a_transfer_set_end_to_end(tiny_student_config, tmp_path, ca
     assert "transfer set: 2 molecules labelled by the teacher join the training split" in caplog.text
     loaded = NeimsPredictor(str(tmp_path / "transfer" / "model.pt")).loaded
     assert loaded.metadata["transfer_molecules"] == 2
+
+
+def test_refit_student_with_the_formula_head_on_all_data(tiny_student_config, tmp_path):
+    """`train student --refit`: distillation on every cleaned spectrum, here into a formula-head student."""
+    from matchms_neims.checkpoint import load_model
+    from matchms_neims.models.formula_head import FormulaHead
+
+    config = TrainConfig.from_yaml(tiny_student_config)
+    config.model.update(head="formula", formula_head={"hidden": 8})
+    config.featurizer.formula = True
+    config.trainer.output_dir = str(tmp_path / "run")
+    config.export.path = str(tmp_path / "run" / "model.pt")
+    config.data.cache = str(tmp_path / "cache.h5")
+    path = tmp_path / "formula_student.yaml"
+    config.to_yaml(path)
+    assert main(["train", "student", "--config", str(path), "--refit", "--refit-epochs", "1", "--no-progress"]) == 0
+    refit = load_model(tmp_path / "run_refit" / "model.pt")
+    assert isinstance(refit.model.head, FormulaHead) and refit.featurizer.formula
+    assert refit.metadata["split"]["method"] == "all" and refit.metadata["refit"]["epochs"] == 1
+    assert (CacheMetadata(tmp_path / "cache.all.h5").split == 0).all()
+    spectrum = NeimsPredictor(tmp_path / "run_refit" / "model.pt").predict_spectra(["Clc1ccccc1O"])[0]
+    assert len(spectrum.metadata["expert_weights"]) == 4

@@ -180,6 +180,8 @@ class FormulaHead(nn.Module):
             n = count_subformulae(counts, self.extra_hydrogens)
         except SubformulaLimit as limit:
             return f"{limit}; nominal-mass candidates without isotope envelopes"
+        if n == 0:
+            return "no subformula with a non-hydrogen atom; nominal-mass candidates without isotope envelopes"
         if n > self.max_subformulae:
             return (f"{n:,} subformulae, more than the bound {self.max_subformulae:,}; nominal-mass candidates "
                     "without isotope envelopes")

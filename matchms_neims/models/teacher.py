@@ -22,7 +22,7 @@ from torch_geometric.utils import dropout_edge
 from torch_geometric.utils.smiles import e_map, x_map
 
 from matchms_neims.featurize import ISOTOPE_SHIFT_CATEGORIES
-from matchms_neims.models.heads import BidirectionalHead
+from matchms_neims.models.formula_head import apply_head, make_spectrum_head
 from matchms_neims.models.neims import ResidualBottleneckBlock
 from matchms_neims.models.sparse_linear import SparseInputLinear
 
@@ -142,6 +142,9 @@ class TeacherGNN(nn.Module):
         ``ecfp_hidden`` is unused.
     max_mz, isotope_margin
         Output range and the bins allowed above the molecular mass (bidirectional head).
+    head, formula_head
+        Spectrum head and its options, as for :class:`~matchms_neims.models.neims.NeimsMLP`; the formula heads
+        read ``graph.formula`` (``featurizer.formula``).
     """
 
     def __init__(self, atom_embedding_dim: int = 128, bond_embedding_dim: int = 128, hidden_size: int = 256,
@@ -149,7 +152,8 @@ class TeacherGNN(nn.Module):
                  ecfp_size: int = 4096, ecfp_transform: str = "none", ecfp_hidden: tuple[int, ...] = (1024, 512),
                  fusion_hidden: tuple[int, ...] = (1024, 512), fusion_blocks: int = 0,
                  fusion_bottleneck_factor: float = 0.25, pair_norm: bool = True, fusion_mode: str = "concat",
-                 max_mz: int = 500, isotope_margin: int = 5):
+                 max_mz: int = 500, isotope_margin: int = 5, head: str = "bidirectional",
+                 formula_head: dict | None = None):
         super().__init__()
         if ecfp_transform not in ("none", "log1p"):
             raise ValueError(f"unknown ecfp_transform {ecfp_transform!r}; expected 'none' or 'log1p'")
@@ -182,7 +186,8 @@ class TeacherGNN(nn.Module):
             self.fusion_blocks = nn.Sequential(
                 *[ResidualBottleneckBlock(fusion_width, bottleneck, dropout) for _ in range(fusion_blocks)],
                 *([nn.LayerNorm(fusion_width), nn.ReLU()] if fusion_blocks else []))
-        self.head = BidirectionalHead(fusion_hidden[-1], max_mz=max_mz, isotope_margin=isotope_margin)
+        self.head = make_spectrum_head(head, fusion_hidden[-1], max_mz, isotope_margin, formula_head)
+        self.reads_formula = head != "bidirectional"
         # self-supervised bond masking: a learnt "masked bond" embedding and heads over the bond's two atoms
         self.bond_mask_embedding = nn.Parameter(torch.randn(bond_embedding_dim) * 0.1)
         self.bond_type_head = nn.Sequential(nn.Linear(2 * hidden_size, attention_hidden), nn.ReLU(),
@@ -232,12 +237,14 @@ class TeacherGNN(nn.Module):
                             self.attention_pool(h, batch, dim_size=n_graphs)], dim=-1)
         ecfp = ecfp.to(pooled.dtype)
         ecfp = torch.log1p(ecfp) if self.ecfp_transform == "log1p" else ecfp
+        formula = getattr(graph, "formula", None) if self.reads_formula else None
         if self.fusion_mode == "trunk":
             fused = self.final_norm(self.blocks(self.input_layer(ecfp) + self.graph_projection(pooled)))
-            return TeacherOutput(self.head(fused, nominal_mass), bond_probability, fused, pooled)
+            return TeacherOutput(apply_head(self.head, fused, nominal_mass, formula), bond_probability, fused, pooled)
         ecfp_embedding = self.ecfp_branch(ecfp)
         fused = self.fusion_blocks(self.fusion(torch.cat([pooled, ecfp_embedding], dim=-1)))
-        return TeacherOutput(self.head(fused, nominal_mass), bond_probability, ecfp_embedding, pooled)
+        return TeacherOutput(apply_head(self.head, fused, nominal_mass, formula), bond_probability, ecfp_embedding,
+                             pooled)
 
     def forward(self, graph, ecfp: torch.Tensor, nominal_mass: torch.Tensor) -> torch.Tensor:
         """Predicted spectra in sqrt-intensity space, shape ``(batch, max_mz + 1)``."""
