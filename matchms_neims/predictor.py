@@ -27,7 +27,7 @@ from matchms_neims.subformulae import formula_counts
 
 logger = logging.getLogger(__name__)
 
-BUNDLED_MODEL_FILE = "neims_student.pt"
+BUNDLED_MODEL_FILE = "neims_formula.pt"
 MAX_LOGGED_ERRORS = 10  # per batch; all errors are returned to the caller
 BACKENDS = ("torch", "onnx", "onnx-int8")
 

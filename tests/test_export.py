@@ -61,18 +61,23 @@ def test_student_export_matches_pytorch_with_expert_weights(student_path, tmp_pa
 @pytest.mark.parametrize("file_format", ["onnx", "torchscript"])
 def test_bundled_models_export_through_the_cli(tmp_path, file_format, capsys):
     baseline = bundled_model_path().with_name("neims_baseline.pt")
-    for model, outputs in ((None, ["spectrum", "expert_weights"]), (baseline, ["spectrum"])):  # student, baseline
+    student = bundled_model_path().with_name("neims_student.pt")
+    for model, outputs in ((student, ["spectrum", "expert_weights"]), (baseline, ["spectrum"])):
         output = tmp_path / f"model{SUFFIX[file_format]}"
         format_option = ["--format", "torchscript"] if file_format == "torchscript" else []
-        model_option = ["--model", str(model)] if model else []
-        assert main(["export", "-o", str(output), *format_option, *model_option]) == 0
+        assert main(["export", "-o", str(output), *format_option, "--model", str(model)]) == 0
         assert f"{file_format} model written to" in capsys.readouterr().out
-        loaded = load_model(model or bundled_model_path())
+        loaded = load_model(model)
         fingerprint, mass = reference_inputs(loaded)
         exported = run_exported(output, file_format, fingerprint.numpy()[:5], mass.numpy()[:5])
         with torch.no_grad():
             np.testing.assert_allclose(exported[0], loaded.model(fingerprint[:5], mass[:5]).numpy(), atol=1e-4)
         assert read_export_metadata(output, file_format)["outputs"] == outputs
+
+
+def test_the_default_formula_model_is_refused_by_the_onnx_backends_with_the_reason():
+    with pytest.raises(ValueError, match="formula head.*torch backend"):
+        NeimsPredictor(backend="onnx")
 
 
 def test_refusals_leave_no_file(student_path, tmp_path):
@@ -96,7 +101,8 @@ def test_refusals_leave_no_file(student_path, tmp_path):
 
 def test_onnx_backend_predicts_like_torch(student_path, tmp_path):
     smiles = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "nonsense", "ClCCl"]
-    for model in (student_path, None):  # the tiny student and the bundled student (both with expert weights)
+    bundled_student = bundled_model_path().with_name("neims_student.pt")
+    for model in (student_path, bundled_student):  # the tiny and the bundled student (both with expert weights)
         reference = NeimsPredictor(model).predict_batch(smiles)
         onnx = NeimsPredictor(model, backend="onnx", threads=1).predict_batch(smiles)
         assert [m.smiles for m in onnx.molecules] == [m.smiles for m in reference.molecules] and len(onnx.errors) == 1
@@ -119,7 +125,7 @@ def test_int8_backend_is_close_to_torch_and_checked(student_path, monkeypatch):
     from matchms_neims.metrics import paired_cosine
 
     smiles = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1", "ClCCl", "CCCCCCCCCC(=O)OC"]
-    for model in (student_path, None):
+    for model in (student_path, bundled_model_path().with_name("neims_student.pt")):
         reference = NeimsPredictor(model).predict_batch(smiles)
         int8 = NeimsPredictor(model, backend="onnx-int8", threads=1).predict_batch(smiles)
         cosines = paired_cosine(int8.vectors, reference.vectors, 1.0, 0.5)

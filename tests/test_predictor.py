@@ -69,15 +69,24 @@ def test_missing_model_file_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.skipif(not bundled_model_path().is_file(), reason="bundled model not built yet")
-def test_bundled_model_predicts_ethanol():
+def test_bundled_model_predicts_ethanol_and_chlorine_isotopes():
     from matchms_neims import NeimsPredictor as PublicPredictor
 
     predictor = PublicPredictor()
+    assert predictor.model_name == "neims-baseline-formula"
     peaks = predictor.predict("CCO")
     top = peaks["mz"][np.argsort(peaks["intensity"])[::-1][:3]]
     assert 31 in top  # CH2OH+, the base peak of ethanol's EI spectrum
+    # chlorobenzene C6H5Cl+. at 112 with its 37Cl partner at 114 (35Cl/37Cl = 3.1:1), from the formula head
+    chloro = dict(zip(*predictor.predict("Clc1ccccc1").values()))
+    assert 0.25 < chloro[114.0] / chloro[112.0] < 0.45
+
+
+@pytest.mark.skipif(not bundled_model_path().with_name("neims_student.pt").is_file(), reason="student not built")
+def test_bundled_student_gives_expert_weights():
+    predictor = NeimsPredictor(bundled_model_path().with_name("neims_student.pt"))
     assert predictor.model_name == "neims-student"
-    weights = peaks["expert_weights"]  # the bundled student is a mixture of experts
+    weights = predictor.predict("CCO")["expert_weights"]  # the student is a mixture of experts
     assert weights.shape == (4,) and (weights > 0).sum() == 2 and weights.sum() == pytest.approx(1, abs=1e-3)
 
 

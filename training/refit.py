@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from matchms_neims.checkpoint import load_model
 from training.config import TrainConfig
 
 _EPOCH = re.compile(r"epoch=(\d+)")
@@ -29,8 +30,6 @@ def selection_epochs(model_path: str | Path) -> tuple[int, dict]:
     ValueError
         When its metadata does not name the best epoch.
     """
-    from matchms_neims.checkpoint import load_model
-
     path = Path(model_path)
     if not path.is_file():
         raise FileNotFoundError(f"selection model {path} not found: train the config without --refit first "
@@ -50,8 +49,14 @@ def refit_config(config: TrainConfig, epochs: int | None = None) -> tuple[TrainC
     ``<output_dir>_refit`` and ``<that dir>/<export file name>``.
     """
     provenance: dict = {"trained_on": "all cleaned spectra (train + validation + test)"}
+    selection = None
     if epochs is None:
         epochs, selection = selection_epochs(config.export.path)
+    else:
+        provenance["epochs_from"] = "--refit-epochs"
+        if Path(config.export.path).is_file():
+            selection = load_model(config.export.path).metadata
+    if selection is not None:
         provenance.update(selection_model=str(config.export.path),
                           selection_best_epoch=selection.get("best_epoch_checkpoint"),
                           selection_split=selection.get("split"),
