@@ -17,9 +17,10 @@ Bounds (RASSP-like, Zhu & Jonas 2023):
   give ions with more hydrogens than the molecule's formula, e.g. McLafferty + 1 or [M+H]+), and never
   above the valence bound ``3 + sum_e n_e (v_e - 2)`` (the hydrogens of a saturated acyclic ion,
   including the even-electron [CH5]+-like case) with the valences of :data:`VALENCES`;
-* a formula with more than ``max_subformulae`` subformulae, or with atoms outside
-  :data:`FORMULA_SYMBOLS`, is not enumerated: :class:`SubformulaLimit` says why, and the formula
-  head then falls back to nominal-mass candidates (see there).
+* a formula with more than ``max_subformulae`` subformulae (or more than :data:`MAX_HEAVY_COMBINATIONS`
+  non-H count combinations, refused before any is built), with atoms outside :data:`FORMULA_SYMBOLS`, or
+  without a non-H atom, is not enumerated: :class:`SubformulaLimit` says why, and the formula head then
+  falls back to nominal-mass candidates (see there).
 """
 
 from __future__ import annotations
