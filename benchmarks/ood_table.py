@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import sys
 
-CLASSES = ("Cl/Br", "S", "Si", "P", "F", "none")
-MASSES = ("<200 Da", "200-300 Da", ">=300 Da")
+from matchms_neims.evaluation import ELEMENT_CLASSES, MASS_BINS
+
+CLASSES = (*(name for name, _ in ELEMENT_CLASSES), "none")
+MASSES = tuple(label for _, _, label in MASS_BINS)
 
 
 def row(label: str, report: dict) -> str:

@@ -51,7 +51,6 @@ from matchms_neims.subformulae import (
     MAX_SUBFORMULAE,
     VALENCE_VECTOR,
     SubformulaLimit,
-    count_subformulae,
     enumerate_subformulae,
 )
 
@@ -171,20 +170,14 @@ class FormulaHead(nn.Module):
 
     # ------------------------------------------------------------------ candidates
     def fallback_reason(self, counts: np.ndarray) -> str | None:
-        """Why the molecule of count vector ``counts`` falls back to nominal-mass candidates (``None``: it does not)."""
-        counts = np.asarray(counts, dtype=np.int64)
-        if counts[-1]:
-            return (f"{int(counts[-1])} atom(s) of elements without an isotope table; nominal-mass candidates "
-                    "without isotope envelopes")
-        try:
-            n = count_subformulae(counts, self.extra_hydrogens)
-        except SubformulaLimit as limit:
-            return f"{limit}; nominal-mass candidates without isotope envelopes"
-        if n == 0:
-            return "no subformula with a non-hydrogen atom; nominal-mass candidates without isotope envelopes"
-        if n > self.max_subformulae:
-            return (f"{n:,} subformulae, more than the bound {self.max_subformulae:,}; nominal-mass candidates "
-                    "without isotope envelopes")
+        """Why the molecule of count vector ``counts`` falls back to nominal-mass candidates (``None``: it does not).
+
+        The answer comes from the same candidate cache as the forward pass, so a molecule just predicted is
+        not enumerated again.
+        """
+        entry = _CANDIDATES.get(np.asarray(counts, dtype=np.int64), self.max_subformulae, self.extra_hydrogens)
+        if isinstance(entry, SubformulaLimit):
+            return f"{entry}; nominal-mass candidates without isotope envelopes"
         return None
 
     def _candidates(self, formula: torch.Tensor, nominal_mass: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -196,10 +189,9 @@ class FormulaHead(nn.Module):
         for row, molecule in enumerate(counts_of):
             entry = _CANDIDATES.get(molecule, self.max_subformulae, self.extra_hydrogens)
             if isinstance(entry, SubformulaLimit):
-                top = int(min(masses[row] + self.isotope_margin, self.max_mz))
-                n = top
+                n = int(min(masses[row] + self.isotope_margin, self.max_mz))  # candidates at m/z 1..n
                 counts.append(np.zeros((n, n_symbols), np.float32))
-                light.append(np.arange(1, top + 1))
+                light.append(np.arange(1, n + 1))
                 envelope = np.zeros((n, ENVELOPE_SIZE), np.float32)
                 envelope[:, 0] = 1.0
                 envelopes.append(envelope)
