@@ -18,6 +18,19 @@ _UNCHARGER = rdMolStandardize.Uncharger()
 _DUMMY_ATOM = Chem.MolFromSmarts("[#0]")
 #: Molecule property in which :func:`parse_smiles` notes what it changed.
 STANDARDIZATION_PROP = "neims_standardization"
+#: Longest SMILES :func:`parse_smiles` gives to RDKit. The longest in massbank_ei.msp and the NIST 17 list has
+#: 231 characters; a linear chain of 20,000 atoms crashes RDKit's canonicalisation (segfault) while 5,000
+#: do not, so the bound leaves a 5x margin below the crash and 4x above any molecule of EI's mass range.
+MAX_SMILES_LENGTH = 1000
+#: Characters of a refused SMILES quoted in its error message (a 200 MB line is not echoed whole).
+QUOTED_SMILES_LENGTH = 80
+
+
+def quoted_smiles(text: str) -> str:
+    """``repr`` of a SMILES for a message, shortened to :data:`QUOTED_SMILES_LENGTH` characters."""
+    if len(text) <= QUOTED_SMILES_LENGTH:
+        return repr(text)
+    return f"{text[:QUOTED_SMILES_LENGTH]!r}... ({len(text):,} characters)"
 
 
 class MoleculeError(ValueError):
@@ -71,14 +84,18 @@ def parse_smiles(smiles: str, record: str = "molecule", keep_largest_fragment: b
     Raises
     ------
     MoleculeError
-        For an empty or unparsable SMILES, wildcard atoms, or a molecule without heavy atoms.
+        For an empty, unparsable or over-long (:data:`MAX_SMILES_LENGTH`) SMILES, wildcard atoms, or a
+        molecule without heavy atoms. Over-long SMILES are refused before RDKit sees them.
     """
     if smiles is None or not str(smiles).strip():
         raise MoleculeError(record, "no SMILES given")
     text = str(smiles).strip()
+    if len(text) > MAX_SMILES_LENGTH:
+        raise MoleculeError(record, f"SMILES {quoted_smiles(text)} is longer than {MAX_SMILES_LENGTH:,} characters, "
+                                    "far beyond any molecule in EI's mass range (RDKit can crash on such input)")
     mol = Chem.MolFromSmiles(text)
     if mol is None:
-        raise MoleculeError(record, f"unparsable SMILES {text!r}")
+        raise MoleculeError(record, f"unparsable SMILES {quoted_smiles(text)}")
     n_fragments = len(Chem.GetMolFrags(mol)) if "." in text else 1  # "." is the only way to write two fragments
     if keep_largest_fragment and n_fragments > 1:
         largest = _LARGEST_FRAGMENT.choose(mol)
@@ -88,9 +105,9 @@ def parse_smiles(smiles: str, record: str = "molecule", keep_largest_fragment: b
             changes.append("neutralised")
         mol.SetProp(STANDARDIZATION_PROP, "; ".join(changes))
     if mol.GetNumHeavyAtoms() == 0 and mol.GetNumAtoms() == 0:
-        raise MoleculeError(record, f"SMILES {text!r} has no atoms")
+        raise MoleculeError(record, f"SMILES {quoted_smiles(text)} has no atoms")
     if mol.HasSubstructMatch(_DUMMY_ATOM):
-        raise MoleculeError(record, f"SMILES {text!r} has wildcard or dummy atoms")
+        raise MoleculeError(record, f"SMILES {quoted_smiles(text)} has wildcard or dummy atoms")
     return mol
 
 

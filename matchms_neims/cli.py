@@ -13,7 +13,7 @@ import sys
 from importlib.metadata import entry_points
 
 from matchms_neims import __version__
-from matchms_neims.utils import available_cores
+from matchms_neims.utils import available_cores, check_output_paths
 
 logger = logging.getLogger("matchms_neims")
 
@@ -65,6 +65,8 @@ def _run_predict(args) -> int:
 
     from matchms_neims.predictor import NeimsPredictor
 
+    # before the model loads and the molecules are predicted, not after (a late failure loses the run's work)
+    check_output_paths({"-o/--output": args.output, "--errors": args.errors}, {"the input": args.input})
     sharded = any(value is not None for value in (args.devices, args.num_nodes, args.shard_size)) or args.resume
     workers, threads = featurize_workers_and_threads(args.featurize_workers, args.threads, sharded)
     previous_threads = torch.get_num_threads()
@@ -169,6 +171,8 @@ def _run_search(args) -> int:
     from matchms_neims.io import iter_records, write_problems
     from matchms_neims.search import DEFAULT_INTENSITY_POWER, DEFAULT_MAX_MZ, DEFAULT_MZ_POWER, search_library
 
+    check_output_paths({"-o/--output": args.output, "--errors": args.errors},
+                       {"the queries": args.queries, "the library": args.library})
     problems: list = []  # bad records of both files, skipped
     result = search_library(
         iter_records(args.queries, problems), iter_records(args.library, problems), top_k=args.top_k,

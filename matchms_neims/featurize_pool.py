@@ -27,9 +27,14 @@ FeaturizedChunk = tuple[list[int], list[FeaturizedMolecule], list[MoleculeError]
 
 
 def featurize_chunk(featurizer: Featurizer, molecules: Sequence) -> FeaturizedChunk:
-    """Featurize ``molecules`` (objects with ``smiles`` and ``record``); bad ones become errors, never fatal."""
+    """Featurize ``molecules`` (objects with ``smiles`` and ``record``, and optionally ``problem``: why the reader
+    could not read the record); bad ones become errors, never fatal."""
     positions, featurized, errors = [], [], []
     for position, molecule in enumerate(molecules):
+        problem = getattr(molecule, "problem", "")
+        if problem:
+            errors.append(MoleculeError(molecule.record, problem))
+            continue
         try:
             featurized.append(featurizer(molecule.smiles, molecule.record))
             positions.append(position)
@@ -68,19 +73,20 @@ def _expanded(features, size: int):
     return expand_features(features, size) if features.dtype == np.int32 else features
 
 
-def _featurize_in_worker(molecules: list[tuple[str, str]]) -> tuple[list[int], list, list[MoleculeError]]:
-    """A chunk of ``(smiles, record)`` featurized in a worker, with fingerprints sent as compact entries."""
-    inputs = [_Molecule(smiles, record) for smiles, record in molecules]
+def _featurize_in_worker(molecules: list[tuple[str, str, str]]) -> tuple[list[int], list, list[MoleculeError]]:
+    """A chunk of ``(smiles, record, problem)`` featurized in a worker, with fingerprints sent as compact entries."""
+    inputs = [_Molecule(smiles, record, problem) for smiles, record, problem in molecules]
     positions, featurized, errors = featurize_chunk(_worker_featurizer, inputs)
     return positions, [(item.info, _compact_if_lossless(item.features)) for item in featurized], errors
 
 
 class _Molecule:
-    __slots__ = ("smiles", "record")
+    __slots__ = ("smiles", "record", "problem")
 
-    def __init__(self, smiles: str, record: str):
+    def __init__(self, smiles: str, record: str, problem: str = ""):
         self.smiles = smiles
         self.record = record
+        self.problem = problem
 
 
 class FeaturizerPool:
@@ -112,8 +118,9 @@ class FeaturizerPool:
         caller's work, on these chunks or on earlier ones, overlaps their featurisation. Should a worker
         process die, the pool is restarted and the chunks not yet returned are featurized in this process.
         """
-        futures = [self._executor.submit(_featurize_in_worker, [(molecule.smiles, molecule.record)
-                                                                for molecule in chunk]) for chunk in chunks]
+        futures = [self._executor.submit(_featurize_in_worker, [
+            (molecule.smiles, molecule.record, getattr(molecule, "problem", "")) for molecule in chunk])
+            for chunk in chunks]
         return self._collect(chunks, futures)
 
     def _collect(self, chunks: Sequence[Sequence], futures: list) -> Iterator[FeaturizedChunk]:

@@ -530,14 +530,21 @@ _MSP_HEADER_KEYS = (
 _SKIPPED_KEYS = {"num_peaks", "peak_comments", "synonyms"}
 
 
+#: Characters that would end or corrupt a metadata line when written raw: C0 controls (NUL, CR, LF, tab, ...),
+#: DEL, and the separators Python's ``str.splitlines`` also breaks at (NEL, U+2028, U+2029).
+_LINE_BREAKING = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+
+
 def _format_value(value) -> str:
+    """A metadata value as one line of text: each line-breaking or control character becomes a space, so the
+    file reads back with the same records (a name ``"benz\\r41 999\\rene"`` would otherwise add a peak line)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.10g}"
     if isinstance(value, (list, tuple)):  # e.g. a predicted spectrum's expert_weights: comma-separated values
         return ",".join(_format_value(item) for item in value)
-    return str(value).replace("\n", " ")
+    return _LINE_BREAKING.sub(" ", str(value))
 
 
 def _format_peaks(mz: np.ndarray, intensities: np.ndarray) -> list[str]:
@@ -561,11 +568,11 @@ def msp_header(metadata: dict) -> str:
         if value not in (None, ""):
             lines.append(f"{label}: {_format_value(value)}\n")
     for synonym in metadata.get("synonyms", []) or []:
-        lines.append(f"Synon: {synonym}\n")
+        lines.append(f"Synon: {_format_value(synonym)}\n")
     written = {key for key, _ in _MSP_HEADER_KEYS} | _SKIPPED_KEYS
     for key, value in metadata.items():
         if key not in written and value not in (None, ""):
-            lines.append(f"{key}: {_format_value(value)}\n")
+            lines.append(f"{_format_value(key)}: {_format_value(value)}\n")
     return "".join(lines)
 
 
@@ -582,7 +589,7 @@ def mgf_header(metadata: dict) -> str:
     for key, value in metadata.items():
         if key in _SKIPPED_KEYS or key == "title" or value in (None, ""):
             continue
-        lines.append(f"{key.upper()}={_format_value(value)}\n")
+        lines.append(f"{_format_value(key).upper()}={_format_value(value)}\n")
     return "".join(lines)
 
 

@@ -17,6 +17,7 @@ import gzip
 import logging
 import os
 import time
+import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -135,12 +136,26 @@ def read_molecules(path: str | os.PathLike, smiles_column: str | None = None,
     if not path.is_file():
         raise FileNotFoundError(f"molecule file not found: {path}")
     if kind == "smi":
-        return _read_smi(path)
+        return _until_damaged(path, _read_smi(path))
     if kind in ("csv", "tsv"):
-        return _read_table(path, "\t" if kind == "tsv" else ",", smiles_column, name_column)
+        return _until_damaged(path, _read_table(path, "\t" if kind == "tsv" else ",", smiles_column, name_column))
     if kind == "sdf":
-        return _read_sdf(path)
-    return _read_spectra(path, kind.upper())
+        return _until_damaged(path, _read_sdf(path))
+    return _until_damaged(path, _read_spectra(path, kind.upper()))
+
+
+def _until_damaged(path: Path, molecules: Iterator[MoleculeInput]) -> Iterator[MoleculeInput]:
+    """``molecules``, ended by one input naming the problem when the file cannot be read on (a truncated or
+    corrupt ``.gz``, a read error): the molecules read before it are still predicted, and the run goes on."""
+    count = 0
+    try:
+        for molecule in molecules:
+            count += 1
+            yield molecule
+    except (OSError, EOFError, zlib.error) as error:
+        reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        yield MoleculeInput("", "", f"{path.name} after record {count}",
+                            problem=f"the file cannot be read beyond this point ({reason}); the rest of it is lost")
 
 
 def _read_smi(path: Path) -> Iterator[MoleculeInput]:
@@ -232,12 +247,27 @@ def _read_sdf(path: Path) -> Iterator[MoleculeInput]:
 
 
 def _read_spectra(path: Path, kind: str) -> Iterator[MoleculeInput]:
-    # only the metadata matter here: a record with bad peaks still names a molecule to predict
-    for record_number, record in enumerate(iter_records(path, check_peaks=False), start=1):
+    # only the metadata matter here: a record with bad peaks still names a molecule to predict; a record the
+    # reader cannot read at all (NUL bytes, no END IONS) becomes an input with its problem, listed as skipped
+    problems: list = []
+    record_number = 0
+
+    def unreadable() -> Iterator[MoleculeInput]:
+        nonlocal record_number
+        for problem in problems:
+            record_number += 1
+            where = f"{kind} record {record_number} (line {problem.line})"
+            yield MoleculeInput("", problem.record, _label(where, problem.record), problem=problem.reason)
+        problems.clear()
+
+    for record in iter_records(path, problems, check_peaks=False):
+        yield from unreadable()
+        record_number += 1
         metadata = record.metadata
         name = str(metadata.get("compound_name") or "").strip()
         smiles = str(metadata.get("smiles") or "").strip()
         yield MoleculeInput(smiles, name, _label(f"{kind} record {record_number}", name))
+    yield from unreadable()
 
 
 # ============================================================================================ writing

@@ -39,31 +39,55 @@ def bundled_model_path() -> Path:
 
 @dataclass
 class MoleculeInput:
-    """A molecule to predict: SMILES plus the name and id used in outputs and error messages."""
+    """A molecule to predict: SMILES plus the name and id used in outputs and error messages.
+
+    ``problem``, when set, is why the reader could not read the record (e.g. NUL bytes in an MSP record): the
+    molecule is then not predicted but listed with that reason, so that no input record disappears unreported.
+    """
 
     smiles: str
     name: str = ""
     record: str = ""
+    problem: str = ""
 
 
 def as_molecule_input(item, position: int) -> MoleculeInput:
-    """Accept a SMILES string, ``(smiles, name)``, a dict with ``smiles``, or a matchms Spectrum."""
+    """Accept a SMILES string (or UTF-8 bytes), ``(smiles, name)``, a dict with ``smiles``, or a matchms Spectrum.
+
+    Anything else (``None``, a pandas missing value, a number) becomes an input whose ``problem`` says why, so
+    that one bad item is listed as skipped and the rest of the batch is predicted.
+    """
     if isinstance(item, MoleculeInput):
         return item
+    record = f"record {position + 1}"
     if isinstance(item, str):
-        return MoleculeInput(item, "", f"record {position + 1}")
+        return MoleculeInput(item, "", record)
+    if isinstance(item, (bytes, bytearray)):
+        try:
+            return MoleculeInput(bytes(item).decode("utf-8"), "", record)
+        except UnicodeDecodeError:
+            return MoleculeInput("", "", record, problem="SMILES bytes are not UTF-8 text")
     if isinstance(item, Spectrum):
         name = str(item.get("compound_name") or "")
-        label = str(item.get("spectrum_id") or name or f"record {position + 1}")
+        label = str(item.get("spectrum_id") or name or record)
         return MoleculeInput(str(item.get("smiles") or ""), name, label)
     if isinstance(item, dict):
         name = str(item.get("compound_name") or item.get("name") or "")
-        record = str(item.get("record") or name or f"record {position + 1}")
-        return MoleculeInput(str(item.get("smiles") or ""), name, record)
+        smiles = item.get("smiles")
+        return MoleculeInput(smiles if isinstance(smiles, str) else "", name, str(item.get("record") or name or record))
     if isinstance(item, (tuple, list)) and item:
-        name = str(item[1]) if len(item) > 1 else ""
-        return MoleculeInput(str(item[0]), name, name or f"record {position + 1}")
-    raise TypeError(f"record {position + 1}: cannot read a molecule from {type(item).__name__}")
+        name = str(item[1]) if len(item) > 1 and isinstance(item[1], str) else ""
+        smiles = item[0].decode("utf-8", "replace") if isinstance(item[0], bytes) else item[0]
+        if not isinstance(smiles, str):
+            return MoleculeInput("", name, name or record, problem=_not_a_smiles(smiles))
+        return MoleculeInput(smiles, name, name or record)
+    return MoleculeInput("", "", record, problem=_not_a_smiles(item))
+
+
+def _not_a_smiles(item) -> str:
+    if item is None or (isinstance(item, float) and item != item):  # None, NaN (a pandas missing value)
+        return f"no SMILES given ({item!r})"
+    return f"cannot read a molecule from {type(item).__name__} {str(item)[:40]!r}"
 
 
 @dataclass
@@ -143,6 +167,8 @@ class NeimsPredictor:
     def __init__(self, model: str | os.PathLike | LoadedModel | None = None, device: str = "cpu",
                  batch_size: int = 256, uncertainty_samples: int = 0, backend: str = "torch", threads: int = 0,
                  featurize_workers: int = 0):
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
         if isinstance(model, LoadedModel):
             self.loaded = model
             self.model_path = None
@@ -455,7 +481,8 @@ class NeimsPredictor:
         ----------
         smiles_or_records
             SMILES strings, ``(smiles, name)`` pairs, dicts with ``smiles`` (and ``compound_name``),
-            or matchms spectra carrying ``smiles`` metadata.
+            or matchms spectra carrying ``smiles`` metadata; a single SMILES string or spectrum is one molecule.
+            Items that are not molecules (``None``, NaN, numbers) are skipped and listed in :attr:`last_errors`.
         batch_size
             Molecules per forward pass (default: the predictor's).
         min_relative_intensity
@@ -474,6 +501,10 @@ class NeimsPredictor:
         """
         if on_error not in ("skip", "raise"):
             raise ValueError("on_error must be 'skip' or 'raise'")
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if isinstance(smiles_or_records, (str, bytes, Spectrum)):  # one molecule, not an iterable of characters
+            smiles_or_records = [smiles_or_records]
         previous_batch_size = self.batch_size
         self.batch_size = batch_size or self.batch_size
         try:

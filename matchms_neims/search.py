@@ -38,6 +38,8 @@ DEFAULT_TOLERANCE = 0.5
 """CosineGreedy tolerance the unit-resolution search is equivalent to (documentation only)."""
 
 _BUILD_BLOCK = 4096  # records binned together when building a SpectralMatrix
+#: Candidates per query taken from the matrix product beyond ``top_k`` and rescored exactly (:func:`_rescored`).
+RESCORED_EXTRA = 8
 _GATHER_ELEMENTS = 1 << 22  # bound on the temporary arrays of the top-k selection and of the matched-peak count
 
 TSV_COLUMNS = (
@@ -271,8 +273,15 @@ def _bin_block(
         keep = np.isfinite(mz) & np.isfinite(intensities) & (intensities > 0)
         bins = np.rint(mz[keep])
         keep_bins = (bins >= 0) & (bins <= max_mz)
-    flat = rows[keep][keep_bins] * width + bins[keep_bins].astype(np.int64)
-    dense = np.bincount(flat, weights=intensities[keep][keep_bins], minlength=n * width)
+    kept_rows, kept = rows[keep][keep_bins], intensities[keep][keep_bins]
+    # each record scaled to its largest peak before peaks of one bin are summed: two peaks of 1e308 would
+    # overflow to inf (then NaN scores); the base-peak normalisation below makes the scaling a no-op otherwise
+    largest = np.ones(n)
+    if kept.size:  # rows are sorted: one reduceat over the runs of each row
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(kept_rows)) + 1])
+        largest[kept_rows[starts]] = np.maximum.reduceat(kept, starts)
+    flat = kept_rows * width + bins[keep_bins].astype(np.int64)
+    dense = np.bincount(flat, weights=kept / largest[kept_rows], minlength=n * width)
     dense = dense.astype(np.float64, copy=False).reshape(n, width)  # bincount returns int64 when nothing is kept
 
     # Base peak 1 (as bin_spectrum), then weight only the occupied bins (0**0 would be 1 otherwise).
@@ -420,6 +429,27 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return top
 
 
+def _rescored(query_vectors: np.ndarray, library_vectors: np.ndarray, candidates: np.ndarray, scores: np.ndarray,
+              k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of each row's candidates, rescored pair by pair in float64.
+
+    The matrix product's last bits depend on the shapes BLAS is given (the library block size), so identical
+    library spectra (stereoisomers) could score apart and swap ranks between runs. Each candidate's score is
+    therefore recomputed on its own, the same way whatever the blocks, and ties are broken by library order.
+    Entries outside the mass window keep their score of -1.
+    """
+    exact = np.empty(candidates.shape, dtype=np.float64)
+    step = max(1, _GATHER_ELEMENTS // max(1, candidates.shape[1] * library_vectors.shape[1]))
+    for start in range(0, len(candidates), step):
+        stop = min(start + step, len(candidates))
+        rows = library_vectors[candidates[start:stop]].astype(np.float64)
+        exact[start:stop] = np.einsum("ikj,ij->ik", rows, query_vectors[start:stop].astype(np.float64))
+    np.clip(exact, 0.0, 1.0, out=exact)
+    exact[np.take_along_axis(scores, candidates, axis=1) < 0] = -1.0
+    order = np.lexsort((candidates, -exact), axis=1)[:, :k]
+    return np.take_along_axis(candidates, order, axis=1), np.take_along_axis(exact, order, axis=1)
+
+
 def _count_matches(query_peaks: np.ndarray, library_peaks: np.ndarray, top: np.ndarray) -> np.ndarray:
     """Number of shared peaks between each query row and its selected library rows."""
     n_rows, k = top.shape
@@ -466,10 +496,11 @@ def iter_search_blocks(
             scores[_outside_mass_window(queries.masses[start:stop], library.masses, mass_window)] = -1.0
         # argpartition needs an int64 index array as large as its input: select in row chunks to bound memory.
         rows_per_chunk = max(1, _GATHER_ELEMENTS // max(1, scores.shape[1]))
+        wide = min(k + RESCORED_EXTRA, scores.shape[1])
         top = np.concatenate(
-            [_top_k(scores[i : i + rows_per_chunk], k) for i in range(0, scores.shape[0], rows_per_chunk)]
+            [_top_k(scores[i : i + rows_per_chunk], wide) for i in range(0, scores.shape[0], rows_per_chunk)]
         )
-        top_scores = np.take_along_axis(scores, top, axis=1).astype(np.float64)
+        top, top_scores = _rescored(queries.vectors[start:stop], library.vectors, top, scores, k)
         matches = _count_matches(queries.peaks[start:stop], library.peaks, top)
         yield start, top, top_scores, matches
 

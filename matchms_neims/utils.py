@@ -59,6 +59,43 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def check_output_paths(outputs: dict[str, str | os.PathLike | None],
+                       inputs: dict[str, str | os.PathLike | None] | None = None) -> None:
+    """Refuse, before any work starts, output paths that cannot be written or that name the same file.
+
+    Parameters
+    ----------
+    outputs
+        Option name (for the message, e.g. ``"--errors"``) -> output path; ``None`` values are skipped.
+    inputs
+        Option name -> input path that no output may replace.
+
+    Raises
+    ------
+    ValueError
+        When two outputs, or an output and an input, are the same file; when an output is a directory; or
+        when its folder cannot be created or written (a temporary file is created there and removed).
+    """
+    seen: dict[Path, str] = {}
+    for name, path in (inputs or {}).items():
+        if path is not None:
+            seen[Path(path).resolve()] = name
+    for name, path in outputs.items():
+        if path is None:
+            continue
+        resolved = Path(path).resolve()
+        if resolved in seen:
+            raise ValueError(f"{name} {path} is the same file as {seen[resolved]}; give them different paths")
+        seen[resolved] = name
+        if resolved.is_dir():
+            raise ValueError(f"{name} {path} is a directory, not a file")
+        try:
+            resolved.parent.mkdir(parents=True, exist_ok=True)
+            os.unlink(_temporary_beside(resolved))
+        except OSError as error:
+            raise ValueError(f"{name} {path}: cannot write there ({error.strerror or error})") from None
+
+
 @contextlib.contextmanager
 def quiet_matchms(level: int = logging.ERROR) -> Iterator[None]:
     """Temporarily raise the matchms logger level.

@@ -119,3 +119,92 @@ def test_featurize_workers_auto_splits_the_cores(monkeypatch):
     assert cli.featurize_workers_and_threads("auto", 0) == (0, 0)
     with pytest.raises(ValueError, match="featurize-workers"):
         cli.featurize_workers_and_threads("-1", 0)
+
+
+def test_a_giant_smiles_is_refused_before_rdkit_and_the_rest_of_the_batch_is_predicted(tmp_path, tiny_model_path):
+    """A linear SMILES of 20,000 atoms segfaults RDKit's canonicalisation; it must cost one record, not the run."""
+    molecules = tmp_path / "c.smi"
+    molecules.write_text(f"CCO ethanol\n{'C' * 20000} giant\nClc1ccccc1 chlorobenzene\n")
+    library, errors = tmp_path / "c.msp", tmp_path / "c.tsv"
+    assert main(["predict", str(molecules), "-o", str(library), "--errors", str(errors),
+                 "--model", str(tiny_model_path)]) == 0
+    assert [record.name for record in iter_records(library)] == ["ethanol", "chlorobenzene"]
+    rows = list(csv.DictReader(errors.open(), delimiter="\t"))
+    assert [row["record"] for row in rows] == ["line 2 (giant)"]
+    assert "longer than 1,000 characters" in rows[0]["reason"] and "(20,000 characters)" in rows[0]["reason"]
+    assert len(rows[0]["reason"]) < 300, "the message quotes the start of the SMILES, not all of it"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.msp", "c.smi", "c.tsv"], "no temporary file left"
+
+
+def test_output_paths_are_checked_before_any_work(tmp_path, tiny_model_path, fixtures_dir, caplog):
+    molecules = tmp_path / "m.smi"
+    molecules.write_text("CCO ethanol\n")
+    library = tmp_path / "library.msp"
+    # --errors equal to -o would replace the library with the errors table
+    assert main(["predict", str(molecules), "-o", str(library), "--errors", str(library),
+                 "--model", str(tiny_model_path)]) == 2
+    assert "--errors" in caplog.text and "same file as -o/--output" in caplog.text and not library.exists()
+    # -o onto the input would replace the molecules
+    assert main(["predict", str(molecules), "-o", str(molecules), "--model", str(tiny_model_path)]) == 2
+    assert molecules.read_text() == "CCO ethanol\n"
+    # an --errors path that cannot be written fails at once, not after the library has been predicted
+    # (its folder is a file here: a read-only folder would not stop root, who runs CI containers)
+    caplog.clear()
+    assert main(["predict", str(molecules), "-o", str(library), "--errors", str(molecules / "e.tsv"),
+                 "--model", str(tiny_model_path)]) == 2
+    assert "--errors" in caplog.text and "cannot write there" in caplog.text and not library.exists()
+    # the same for search
+    assert main(["search", str(fixtures_dir / "queries.mgf"), str(fixtures_dir / "nist_style.msp"),
+                 "-o", str(tmp_path / "hits.tsv"), "--errors", str(tmp_path / "hits.tsv")]) == 2
+    assert not (tmp_path / "hits.tsv").exists()
+
+
+def test_names_with_line_breaks_or_nul_are_written_so_the_library_reads_back_whole(tmp_path, tiny_model_path):
+    molecules = tmp_path / "m.csv"
+    molecules.write_text('smiles,name\nc1ccccc1,"benz\r41 999\rene"\nCCO,"etha\u2028nol\x07"\nCCCO,propanol\n',
+                         newline="")
+    library = tmp_path / "library.msp"
+    assert main(["predict", str(molecules), "-o", str(library), "--model", str(tiny_model_path)]) == 0
+    problems: list = []
+    records = list(iter_records(library, problems))
+    assert problems == [] and [r.name for r in records] == ["benz 41 999 ene", "etha nol", "propanol"]
+    assert b"\r" not in library.read_bytes()
+
+
+@pytest.mark.parametrize("name, text", [
+    ("nul.msp", "Name: ethanol\nSMILES: CCO\nNum Peaks: 1\n31 999\n\nName: bad\nSMILES: CC\x00C\nNum Peaks: 1\n"
+                "43 999\n\nName: toluene\nSMILES: Cc1ccccc1\nNum Peaks: 1\n91 999\n"),
+    ("open.mgf", "BEGIN IONS\nTITLE=ethanol\nSMILES=CCO\n31 999\nEND IONS\nBEGIN IONS\nTITLE=bad\nSMILES=CCC\n"
+                 "43 999\nBEGIN IONS\nTITLE=toluene\nSMILES=Cc1ccccc1\n91 999\nEND IONS\n"),
+])
+def test_unreadable_input_records_are_listed_not_lost(tmp_path, tiny_model_path, name, text, capsys):
+    molecules = tmp_path / name
+    molecules.write_text(text)
+    library, errors = tmp_path / "library.msp", tmp_path / "errors.tsv"
+    assert main(["predict", str(molecules), "-o", str(library), "--errors", str(errors),
+                 "--model", str(tiny_model_path)]) == 0
+    assert [record.name for record in iter_records(library)] == ["ethanol", "toluene"]
+    rows = list(csv.DictReader(errors.open(), delimiter="\t"))
+    assert len(rows) == 1 and rows[0]["record"].startswith(f"{name[-3:].upper()} record 2 (line ")
+    assert rows[0]["record"].endswith("(bad)")
+    assert ("NUL" in rows[0]["reason"]) if name.endswith("msp") else ("no END IONS" in rows[0]["reason"])
+    assert "Predicted 2 of 3 molecules" in capsys.readouterr().out
+
+
+def test_a_damaged_gzip_input_keeps_what_was_read_and_says_where_it_broke(tmp_path, tiny_model_path):
+    import gzip
+
+    lines = "".join(f"{'C' * (1 + i % 12)}O alcohol{i}\n" for i in range(3000)).encode()
+    data = gzip.compress(lines)
+    (tmp_path / "cut.smi.gz").write_bytes(data[: len(data) // 2])  # a download that stopped half-way
+    (tmp_path / "plain.smi.gz").write_bytes(b"CCO ethanol\n")  # not gzip at all
+    for name in ("cut.smi.gz", "plain.smi.gz"):
+        library, errors = tmp_path / f"{name}.msp", tmp_path / f"{name}.tsv"
+        assert main(["predict", str(tmp_path / name), "-o", str(library), "--errors", str(errors),
+                     "--model", str(tiny_model_path), "--keep-duplicates"]) == 0
+        rows = list(csv.DictReader(errors.open(), delimiter="\t"))
+        assert rows[-1]["record"].startswith(f"{name} after record ")
+        assert "cannot be read beyond this point" in rows[-1]["reason"]
+        written = len(list(iter_records(library)))
+        assert written == (int(rows[-1]["record"].split()[-1]) if name == "cut.smi.gz" else 0)
+    assert written == 0 and 0 < len(list(iter_records(tmp_path / "cut.smi.gz.msp"))) < 3000

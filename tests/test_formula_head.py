@@ -191,3 +191,16 @@ def test_teacher_takes_the_formula_head_through_graph_formula(tmp_path):
     bromo = dict(zip(spectra[0].peaks.mz, spectra[0].peaks.intensities))
     # C6H5Br+. at 156/158: 79Br/81Br with 13C on top, whatever the untrained scores
     assert bromo.get(158.0, 0) > 0 and bromo.get(156.0, 0) > 0
+
+
+def test_mixed_config_round_trips_and_bounds_the_neutral_loss(tmp_path):
+    from training.config import TrainConfig
+
+    config = TrainConfig.from_yaml("training/configs/baseline_mixed.yaml")
+    config.to_yaml(tmp_path / "mixed.yaml")
+    assert TrainConfig.from_yaml(tmp_path / "mixed.yaml").to_dict() == config.to_dict()
+    assert config.model["head"] == "mixed" and config.featurizer.formula is True
+    head = FormulaHead(32, **config.model["formula_head"])
+    assert head.loss_slack == 2
+    counts = formula_counts(Chem.MolFromSmiles("CCO"))
+    assert head.fallback_reason(counts) is None

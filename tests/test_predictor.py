@@ -137,3 +137,17 @@ def test_predict_batches_streams_what_predict_batch_gives(tiny_predictor):
                 assert [str(e) for e in result.errors] == [str(e) for e in reference.errors]
     finally:
         pooled.close()
+
+
+def test_one_bad_item_in_a_python_batch_is_skipped_not_fatal(tiny_predictor):
+    items = ["CCO", None, float("nan"), 42, b"c1ccccc1", ("CCC", "propane"), (None, "nothing"), "OCC(O)CO"]
+    spectra = tiny_predictor.predict_spectra(items)
+    assert [s.get("smiles") for s in spectra] == ["CCO", "c1ccccc1", "CCC", "OCC(O)CO"]
+    reasons = {error.record: error.reason for error in tiny_predictor.last_errors}
+    assert reasons == {"record 2": "no SMILES given (None)", "record 3": "no SMILES given (nan)",
+                       "record 4": "cannot read a molecule from int '42'", "nothing": "no SMILES given (None)"}
+    # a plain string is one molecule, not one per character
+    assert [s.get("smiles") for s in tiny_predictor.predict_spectra("CCO")] == ["CCO"]
+    for batch_size in (0, -1):
+        with pytest.raises(ValueError, match="batch_size must be a positive integer"):
+            tiny_predictor.predict_spectra(["CCO"], batch_size=batch_size)

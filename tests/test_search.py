@@ -336,3 +336,30 @@ def test_benchmark_1000_queries_against_25000_library_files(tmp_path):
     assert result.n_library == n_library
     assert all(len(hits) == 10 for hits in result.hits)
     assert elapsed < 15.0
+
+
+def test_hits_do_not_depend_on_the_block_sizes_and_identical_spectra_tie_by_library_order():
+    """Identical library spectra (stereoisomers) must score exactly alike whatever the BLAS shapes."""
+    rng = np.random.default_rng(7)
+    spectra = []
+    for i in range(997):
+        mz = np.sort(rng.choice(np.arange(30, 400), size=40, replace=False)).astype(float)
+        spectra.append(_spectrum(mz, rng.random(40) ** 3 + 1e-3, _metadata("lib", i)))
+    twins = [15, 402, 690, 901]  # the same spectrum four times, far apart
+    for i in twins[1:]:
+        spectra[i] = _spectrum(spectra[twins[0]].peaks.mz, spectra[twins[0]].peaks.intensities, _metadata("lib", i))
+    queries = [_spectrum(spectra[15].peaks.mz, spectra[15].peaks.intensities * rng.uniform(0.5, 1.5, 40),
+                         _metadata("q", 0)), *spectra[::97]]
+    results = [search_library(queries, spectra, top_k=10, library_block_size=size, block_size=query_block).to_rows()
+               for size, query_block in ((997, 1024), (500, 3), (97, 1), (13, 7))]
+    assert all(rows == results[0] for rows in results[1:])
+    first = [row for row in results[0] if row["query_index"] == 0][:4]
+    assert [row["library_index"] for row in first] == twins and len({row["score"] for row in first}) == 1
+
+
+def test_huge_intensities_do_not_overflow_into_nan_scores():
+    query = _spectrum([41.0, 41.2, 43.0], [1e308, 1e308, 5e307], _metadata("q", 0))  # two peaks in bin 41
+    library = [_spectrum([41.0, 43.0], [1.0, 0.25], _metadata("lib", 0)), _spectrum([43.0], [1.0], _metadata("lib", 1))]
+    hits = search_library([query], library, top_k=2).hits[0]
+    assert all(np.isfinite(hit.score) for hit in hits)
+    assert hits[0].library_index == 0 and hits[0].score == pytest.approx(1.0, abs=1e-6)

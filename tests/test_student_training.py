@@ -27,6 +27,7 @@ from training.losses import (
     soft_mse_distillation_loss,
     switch_balance_loss,
     tempered_distribution,
+    weight_balance_loss,
 )
 from training.optim import configure_optimization
 from training.schedules import TEMPERATURE_SCHEDULES, temperature_at
@@ -102,6 +103,33 @@ def test_balance_loss_smallest_when_routing_is_uniform():
     assert torch.isclose(switch_balance_loss(uniform, balanced), torch.tensor(1.0))
     assert switch_balance_loss(skewed_probabilities, skewed) > 1.5
     assert routing_entropy(uniform) > routing_entropy(skewed_probabilities) > 0
+
+
+def test_weight_balance_loss_revives_an_expert_that_is_chosen_but_weighted_near_zero():
+    from matchms_neims.models.student import StudentMoE
+
+    assert float(weight_balance_loss(torch.full((8, 4), 0.25))) == 0.0
+    dead = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.0, 0.5, 0.5, 0.0], [0.5, 0.0, 0.5, 0.0]] * 4)  # expert 3: nothing
+    assert torch.isclose(weight_balance_loss(dead), torch.tensor(1 / 3))
+    torch.manual_seed(0)
+    model = StudentMoE(n_bits=16, n_count_bits=0, width=8, expert_inner=8, n_experts=4, top_k=2,
+                       blocks_per_expert=1, gate_hidden=(), head_hidden=(), max_mz=20)
+    with torch.no_grad():  # the gate all but shuts expert 3 out; the bias still makes it chosen
+        model.gate[-1].bias.copy_(torch.tensor([3.0, 3.0, 3.0, -6.0]))
+        model.gate_bias.copy_(torch.tensor([0.0, 0.0, 0.0, 20.0]))
+    fingerprints = (torch.rand(64, 16) < 0.3).float()
+
+    def weight_of_expert_3() -> float:
+        return float(model.route(fingerprints)[2][:, 3].mean())
+
+    before = weight_of_expert_3()
+    assert before < 0.01 and bool((model.route(fingerprints)[1] == 3).any(dim=1).all())
+    optimizer = torch.optim.Adam(model.gate.parameters(), lr=0.05)
+    for _ in range(30):
+        optimizer.zero_grad()
+        weight_balance_loss(model.route(fingerprints)[2]).backward()
+        optimizer.step()
+    assert weight_of_expert_3() > 0.15 > 10 * before
 
 
 # ---------------------------------------------------------------------------------- schedules, GradNorm

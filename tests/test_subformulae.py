@@ -69,6 +69,27 @@ def test_bounds_keep_the_molecular_ion_and_respect_valence():
     assert len(heavy) == 10 * 5 - 1
 
 
+def test_neutral_loss_bound_drops_fragments_that_lost_more_hydrogens_than_their_complement_carries():
+    counts = counts_of("CCO")  # ethanol C2H6O
+    # loss_slack 0: a fragment with (c, o) non-H atoms keeps at least 6 - (3 + 2 (2 - c)) hydrogens, so
+    # C: H1-5, C2: H3-7, O: H0-3, CO: H1-5, C2O: H3-7 -> 5 + 5 + 4 + 5 + 5 = 24 (32 without the loss bound)
+    assert count_subformulae(counts) == len(enumerate_subformulae(counts)) == 32
+    subformulae = enumerate_subformulae(counts, loss_slack=0)
+    assert len(subformulae) == count_subformulae(counts, loss_slack=0) == 24
+    assert len({row.tobytes() for row in subformulae.counts}) == 24
+    molecule = counts[: len(FORMULA_SYMBOLS)]
+    assert (subformulae.counts == molecule).all(axis=1).any(), "the molecular ion stays"
+    loss = molecule - subformulae.counts
+    loss_carbons = loss[:, 0]
+    assert (loss[:, HYDROGEN] <= 3 + 2 * loss_carbons).all(), "every neutral loss within its valence bound"
+    # the slack widens the bound, and the envelopes follow the shifted hydrogen counts
+    assert count_subformulae(counts, loss_slack=2) == 30
+    assert np.allclose(subformulae.envelopes, isotope_envelopes(subformulae.counts.astype(np.int64)), atol=1e-6)
+    heavy = enumerate_subformulae(counts_of("CCCCCCCCCCCCCCCCCCCC(=O)OCC(O)CO"), 100_000)
+    assert len(enumerate_subformulae(counts_of("CCCCCCCCCCCCCCCCCCCC(=O)OCC(O)CO"), 100_000, loss_slack=2)) \
+        < 0.8 * len(heavy)
+
+
 def test_formulas_beyond_the_bound_or_without_isotope_tables_are_refused_with_a_reason():
     counts = counts_of("CCCCCCCCCCCCCCCCCCCC(=O)OCC(O)CO")
     assert count_subformulae(counts) > 1000

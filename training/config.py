@@ -121,6 +121,9 @@ class DistillConfig:
     weight_ratio_bounds: tuple[float, float] = (0.5, 2.0)  # GradNorm weights stay within these ratios of the start
     balance_weight: float = 0.01  # Switch-style load-balancing loss
     entropy_weight: float = 0.001  # routing entropy regularisation (minimised: confident per-molecule routing)
+    # balance of the experts' mean mixing weights (training.losses.weight_balance_loss): the gate bias balances
+    # which experts are chosen, not how much each counts once chosen (0: off, as for the bundled student)
+    weight_balance_weight: float = 0.0
     gate_init_steps: int = 300  # steps fitting the gate to the aromatic/aliphatic/heterocyclic/general groups
     usage_bounds: tuple[float, float] = (0.10, 0.50)  # expert usage outside these fractions is reported as collapse
     # transfer set: molecule files (.smi/.csv/.sdf) without spectra, labelled by the teacher and trained on with the

@@ -47,6 +47,7 @@ from training.losses import (
     soft_distillation_loss,
     soft_mse_distillation_loss,
     switch_balance_loss,
+    weight_balance_loss,
 )
 from training.optim import module_optimization
 from training.runner import export, fit, prepare, resume_checkpoint
@@ -137,6 +138,8 @@ class StudentModule(LibraryValidationMixin, L.LightningModule):
             loss = loss + distill.balance_weight * switch_balance_loss(output.gate_probabilities,
                                                                        output.selected_experts)
             loss = loss + distill.entropy_weight * routing_entropy(output.gate_probabilities)
+            if distill.weight_balance_weight:
+                loss = loss + distill.weight_balance_weight * weight_balance_loss(output.expert_weights)
         load = expert_load(output.selected_experts, self.model.n_experts)
         self.model.update_gate_bias(load)
         size = fingerprint.shape[0]

@@ -67,12 +67,12 @@ class CandidateCache:
         self.size = size
         self._entries: OrderedDict[tuple, object] = OrderedDict()
 
-    def get(self, counts: np.ndarray, max_subformulae: int, extra_hydrogens: int):
-        key = (counts.tobytes(), max_subformulae, extra_hydrogens)
+    def get(self, counts: np.ndarray, max_subformulae: int, extra_hydrogens: int, loss_slack: int | None = None):
+        key = (counts.tobytes(), max_subformulae, extra_hydrogens, loss_slack)
         entry = self._entries.get(key)
         if entry is None:
             try:
-                entry = enumerate_subformulae(counts, max_subformulae, extra_hydrogens)
+                entry = enumerate_subformulae(counts, max_subformulae, extra_hydrogens, loss_slack)
             except SubformulaLimit as limit:
                 entry = SubformulaLimit(str(limit))  # without the traceback, whose frames hold large arrays
             self._entries[key] = entry
@@ -136,6 +136,9 @@ class FormulaHead(nn.Module):
         Bound on the subformulae of one molecule; above it the molecule falls back (module docstring).
     extra_hydrogens
         Hydrogens a subformula may have beyond the molecule's (hydrogen transfer, self-protonation).
+    loss_slack
+        Hydrogens the neutral loss may have beyond its own valence bound; ``None`` (the default, and every
+        model trained before the option existed) leaves the loss unbounded (:mod:`matchms_neims.subformulae`).
     weighting
         ``"amplitude"`` or ``"softmax"`` (module docstring).
     score_bias
@@ -144,7 +147,7 @@ class FormulaHead(nn.Module):
 
     def __init__(self, in_features: int, max_mz: int = 500, isotope_margin: int = 5, mode: str = "formula",
                  hidden: int = 64, max_subformulae: int = MAX_SUBFORMULAE, extra_hydrogens: int = 1,
-                 weighting: str = "amplitude", score_bias: float = -3.0):
+                 loss_slack: int | None = None, weighting: str = "amplitude", score_bias: float = -3.0):
         super().__init__()
         if weighting not in ("amplitude", "softmax"):
             raise ValueError(f"unknown weighting {weighting!r}; expected 'amplitude' or 'softmax'")
@@ -158,6 +161,7 @@ class FormulaHead(nn.Module):
         self.hidden = hidden
         self.max_subformulae = max_subformulae
         self.extra_hydrogens = extra_hydrogens
+        self.loss_slack = loss_slack
         self.subformula_mlp = nn.Sequential(nn.Linear(SUBFORMULA_FEATURES, hidden), nn.ReLU(),
                                             nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
         self.molecule_projection = nn.Linear(in_features, hidden)
@@ -175,7 +179,8 @@ class FormulaHead(nn.Module):
         The answer comes from the same candidate cache as the forward pass, so a molecule just predicted is
         not enumerated again.
         """
-        entry = _CANDIDATES.get(np.asarray(counts, dtype=np.int64), self.max_subformulae, self.extra_hydrogens)
+        entry = _CANDIDATES.get(np.asarray(counts, dtype=np.int64), self.max_subformulae, self.extra_hydrogens,
+                                self.loss_slack)
         if isinstance(entry, SubformulaLimit):
             return f"{entry}; nominal-mass candidates without isotope envelopes"
         return None
@@ -187,7 +192,7 @@ class FormulaHead(nn.Module):
         index, counts, light, envelopes, molecule_mass = [], [], [], [], []
         n_symbols = len(FORMULA_SYMBOLS)
         for row, molecule in enumerate(counts_of):
-            entry = _CANDIDATES.get(molecule, self.max_subformulae, self.extra_hydrogens)
+            entry = _CANDIDATES.get(molecule, self.max_subformulae, self.extra_hydrogens, self.loss_slack)
             if isinstance(entry, SubformulaLimit):
                 n = int(min(masses[row] + self.isotope_margin, self.max_mz))  # candidates at m/z 1..n
                 counts.append(np.zeros((n, n_symbols), np.float32))
