@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from importlib.metadata import entry_points
 
@@ -34,7 +35,7 @@ def _add_predict(subparsers) -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: the backend's choice)")
     parser.add_argument("--keep-duplicates", action="store_true",
                         help="write every record; by default a molecule already written (same InChIKey) is skipped "
-                             "and listed in --errors (with --devices: within each shard)")
+                             "and listed in --errors (with --devices: across all shards)")
     parser.add_argument("--featurize-workers", default="auto", metavar="N|auto",
                         help="featurise (RDKit) in N worker processes while the model runs; 'auto' (default): "
                              "half of the available cores (none on one core, or with --devices), the model "
@@ -258,11 +259,38 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("matchms").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").propagate = False  # Lightning prints through its own handler
+    previous_handler = _stop_on_sigterm()
     try:
         return int(args.handler(args) or 0)
     except (FileNotFoundError, ValueError, ImportError) as error:
         logger.error("%s", error)
         return 2
+    except Terminated:
+        logger.error("stopped by SIGTERM; no partial output was left (files being written were removed)")
+        return 128 + signal.SIGTERM
+    finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGTERM, previous_handler)
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM, so that every ``with`` block (atomic outputs, worker pools) unwinds.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that ``except Exception`` blocks do not swallow it.
+    """
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _stop_on_sigterm():
+    """Make SIGTERM unwind the command (as Ctrl-C does) instead of killing it mid-write; the previous handler."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _raise_terminated)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,14 @@ about 200 bytes instead of 24 kB), while the main process runs the model on the 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
+import os
 import pickle
+import signal
+import sys
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -49,6 +54,24 @@ _worker_featurizer: Featurizer | None = None
 def _start_worker(featurizer: Featurizer) -> None:
     global _worker_featurizer
     _worker_featurizer = featurizer
+    die_with_parent()
+
+
+def die_with_parent() -> None:
+    """Ask Linux to end this process when its parent dies, even by SIGKILL (``prctl(PR_SET_PDEATHSIG)``).
+
+    Without it a featurisation worker whose parent was killed stays behind, blocked writing to a pipe that
+    nobody reads. Elsewhere (no prctl) the workers still end when the parent closes the pool.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # an unusual libc: keep the default
+        return
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 class _Pickled(bytes):

@@ -10,6 +10,7 @@ quoted peak annotations (``41 999 "C3H5+"``), CRLF line endings and records whos
 
 from __future__ import annotations
 
+import gzip
 import logging
 import math
 import os
@@ -85,6 +86,10 @@ class SpectrumFileError(ValueError):
 MAX_READ_MZ = 100_000.0
 #: Skipped records logged one by one per file; the rest are counted in one line at the end of the file.
 MAX_LOGGED_PROBLEMS = 10
+#: Peaks one record may hold; a record with more is skipped (its peaks are not kept), so that a never-ending
+#: record cannot exhaust memory. A unit-resolution EI spectrum has at most about 1,000, a high-resolution one
+#: a few thousand.
+MAX_PEAKS_PER_RECORD = 100_000
 
 
 @dataclass(frozen=True)
@@ -125,14 +130,27 @@ class _Problems:
             logger.warning("%s: skipped %d bad records in all", self.path.name, self.count)
 
 
-def _open_text(path: Path):
-    """Open a spectrum file as text: UTF-16 when it starts with a UTF-16 BOM, else UTF-8 in which bytes that are
-    not UTF-8 become lone surrogates (``surrogateescape``), for :func:`_repaired` to read as Windows-1252."""
-    with open(path, "rb") as handle:
+def open_text(path: str | os.PathLike, newline: str | None = None):
+    """Open a text file of any encoding met in practice (gzip-compressed when it ends in ``.gz``).
+
+    UTF-16 when it starts with a UTF-16 byte order mark; else UTF-8 (a UTF-8 BOM is dropped) in which bytes
+    that are not UTF-8 become lone surrogates (``surrogateescape``), for :func:`decoded_lines` to read as
+    Windows-1252. Every reader of spectra and of molecule files opens its input here.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    with opener(path, "rb") as handle:
         start = handle.read(2)
     if start in (b"\xff\xfe", b"\xfe\xff"):
-        return open(path, encoding="utf-16")
-    return open(path, encoding="utf-8", errors="surrogateescape")
+        return opener(path, "rt", encoding="utf-16", newline=newline)
+    return opener(path, "rt", encoding="utf-8-sig", errors="surrogateescape", newline=newline)
+
+
+def decoded_lines(handle, path: Path) -> Iterator[str]:
+    """The lines of a handle from :func:`open_text`, lines that were not UTF-8 read again as Windows-1252."""
+    warned: list = []
+    for line_number, line in enumerate(handle, start=1):
+        yield _repaired(line, path, line_number, warned)
 
 
 _SURROGATE = re.compile("[\udc80-\udcff]")
@@ -248,12 +266,21 @@ class _RecordBuilder:
         if pair is not None:
             self.mz.append(pair[0])
             self.intensities.append(pair[1])
-            return
-        try:
-            _parse_peak_line(line, self.mz, self.intensities, self.comments)
-        except ValueError as error:
-            if self.check_peaks:
-                self.fail(line_number, str(error))
+        else:
+            try:
+                _parse_peak_line(line, self.mz, self.intensities, self.comments)
+            except ValueError as error:
+                if self.check_peaks:
+                    self.fail(line_number, str(error))
+        self.check_size(line_number)
+
+    def check_size(self, line_number: int) -> None:
+        """Fail the record, and drop its peaks, once it holds more than :data:`MAX_PEAKS_PER_RECORD`."""
+        if len(self.mz) > MAX_PEAKS_PER_RECORD:
+            self.fail(line_number, f"more than {MAX_PEAKS_PER_RECORD:,} peaks: not one spectrum (a record without "
+                                   "its end, or several records run together?)")
+            self.mz.clear()
+            self.intensities.clear()
 
     def finish(self, path: Path, problems: _Problems, end_line: int, truncated: bool = False
                ) -> SpectrumRecord | None:
@@ -318,7 +345,7 @@ def _read_records(body, path: str | os.PathLike, problems: list[RecordProblem] |
     """Open ``path`` and stream ``body(path, handle, report, check_peaks)``'s records, reporting the skipped ones."""
     path = Path(path)
     report = _Problems(path, problems, on_error)
-    with _open_text(path) as handle:
+    with open_text(path) as handle:
         yield from body(path, handle, report, check_peaks)
     report.close()
 
@@ -381,6 +408,8 @@ def _msp_records(path: Path, handle, report: _Problems, check_peaks: bool) -> It
             else:  # the common case, inline for speed
                 mz.append(pair[0])
                 intensities.append(pair[1])
+                if len(mz) > MAX_PEAKS_PER_RECORD:
+                    record.check_size(line_number)
             continue
         line = _repaired(line, path, line_number, warned)
         key, sep, value = line.partition(":")

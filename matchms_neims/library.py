@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from matchms_neims.io import detect_format, iter_records, mgf_header, msp_header
+from matchms_neims.chemistry import MAX_SMILES_LENGTH
+from matchms_neims.io import decoded_lines, detect_format, iter_records, mgf_header, msp_header, open_text
 from matchms_neims.predictor import MoleculeInput, NeimsPredictor, as_molecule_input
 from matchms_neims.spectra import vector_to_peaks
 from matchms_neims.utils import atomic_output
@@ -82,12 +83,6 @@ def molecule_format(path: str | os.PathLike) -> str:
 
 def _is_gzip(path: Path) -> bool:
     return path.suffix.lower() == ".gz"
-
-
-def _open_text(path: Path, newline: str | None = None):
-    if _is_gzip(path):
-        return gzip.open(path, "rt", encoding="utf-8-sig", errors="replace", newline=newline)
-    return open(path, encoding="utf-8-sig", errors="replace", newline=newline)
 
 
 def _label(where: str, name: str) -> str:
@@ -160,8 +155,8 @@ def _until_damaged(path: Path, molecules: Iterator[MoleculeInput]) -> Iterator[M
 
 def _read_smi(path: Path) -> Iterator[MoleculeInput]:
     header_checked = False
-    with _open_text(path) as handle:
-        for line_number, raw_line in enumerate(handle, start=1):
+    with open_text(path) as handle:
+        for line_number, raw_line in enumerate(decoded_lines(handle, path), start=1):
             line = raw_line.rstrip("\r\n")  # a leading tab means an empty SMILES column: kept
             if not line.strip() or line.lstrip()[0] == "#":
                 continue
@@ -197,8 +192,8 @@ def _find_column(fieldnames: list[str], wanted: str | None, candidates: tuple[st
 
 def _read_table(path: Path, delimiter: str, smiles_column: str | None,
                 name_column: str | None) -> Iterator[MoleculeInput]:
-    with _open_text(path, newline="") as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
+    with open_text(path, newline="") as handle:
+        reader = csv.reader(decoded_lines(handle, path), delimiter=delimiter)
         header = next(reader, None)
         if header is None:
             return
@@ -387,14 +382,29 @@ def _chunk_errors(chunk: list[MoleculeInput], batch) -> list[tuple[str, str, str
     return [(error.record, smiles_of.get(error.record, ""), error.reason) for error in batch.errors]
 
 
+def duplicate_reason(first_record: str, key: str, key_is_inchikey: bool) -> str:
+    """The reason listed for a molecule skipped as a duplicate of ``first_record``."""
+    return f"duplicate of {first_record} (same {'InChIKey' if key_is_inchikey else 'canonical SMILES'} {key})"
+
+
 def write_errors(errors: Iterable[tuple[str, str, str]], path: str | os.PathLike) -> Path:
-    """Write skipped molecules as a TSV (columns ``record``, ``smiles``, ``reason``), atomically."""
+    """Write skipped molecules as a TSV (columns ``record``, ``smiles``, ``reason``), atomically.
+
+    A SMILES longer than :data:`~matchms_neims.chemistry.MAX_SMILES_LENGTH` is written shortened (with its
+    length), so that one 200 MB line does not become a 200 MB error list.
+    """
     path = Path(path)
     with atomic_output(path) as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(("record", "smiles", "reason"))
-        writer.writerows(errors)
+        writer.writerows((record, _shortened(smiles), reason) for record, smiles, reason in errors)
     return path
+
+
+def _shortened(smiles: str) -> str:
+    if len(smiles) <= MAX_SMILES_LENGTH:
+        return smiles
+    return f"{smiles[:MAX_SMILES_LENGTH]}... ({len(smiles):,} characters)"
 
 
 def build_library(
@@ -408,6 +418,7 @@ def build_library(
     min_relative_intensity: float = 0.001,
     progress: bool = True,
     skip_duplicates: bool = True,
+    written: list | None = None,
 ) -> LibrarySummary:
     """Predict EI spectra for many molecules and write them as an MSP or MGF library.
 
@@ -448,6 +459,9 @@ def build_library(
         Write each molecule once: a later record with the InChIKey (or, without one, the canonical SMILES)
         of a molecule already written is skipped and listed as a duplicate of the first. The keys seen are
         kept in memory (about 150 bytes per molecule); ``False`` writes every record.
+    written
+        When given, ``(key, key_is_inchikey, record, smiles)`` of each written record is appended, in output
+        order (sharded runs use it to find duplicates across shards).
 
     Returns
     -------
@@ -508,13 +522,15 @@ def build_library(
                         errors.append((molecule.record, molecule.smiles,
                                        f"no predicted peak above {min_relative_intensity:g} of the base peak"))
                         continue
+                    key = info.inchikey or info.smiles
                     if skip_duplicates:
-                        key = info.inchikey or info.smiles
                         if key in first_record_of:
-                            errors.append((molecule.record, molecule.smiles, f"duplicate of {first_record_of[key]} "
-                                           f"(same {'InChIKey' if info.inchikey else 'canonical SMILES'} {key})"))
+                            errors.append((molecule.record, molecule.smiles, duplicate_reason(
+                                first_record_of[key], key, bool(info.inchikey))))
                             continue
                         first_record_of[key] = molecule.record
+                    if written is not None:
+                        written.append((key, bool(info.inchikey), molecule.record, molecule.smiles))
                     # passed only when present, so that predictor wrappers with the older signature keep working
                     extra = {} if expert_weights is None else {"expert_weights": expert_weights}
                     metadata = predictor.spectrum_metadata(molecule, info, uncertainty, **extra)

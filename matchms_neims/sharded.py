@@ -28,7 +28,7 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader, IterableDataset
 
-from matchms_neims.library import LibrarySummary, build_library, read_molecules, write_errors
+from matchms_neims.library import LibrarySummary, build_library, duplicate_reason, read_molecules, write_errors
 from matchms_neims.predictor import NeimsPredictor
 from matchms_neims.utils import atomic_output, file_sha256
 
@@ -48,7 +48,7 @@ class ShardJob:
     batch_size: int = 512
     chunk_size: int = 4096
     min_relative_intensity: float = 0.001
-    skip_duplicates: bool = True  # within each shard
+    skip_duplicates: bool = True  # within each shard, then across shards when they are merged
 
     @property
     def shard_dir(self) -> Path:
@@ -60,6 +60,9 @@ class ShardJob:
     def errors_path(self, index: int) -> Path:
         return self.shard_dir / f"shard-{index:06d}.errors.tsv"
 
+    def keys_path(self, index: int) -> Path:
+        return self.shard_dir / f"shard-{index:06d}.keys.json"
+
     def summary_path(self, index: int) -> Path:
         return self.shard_dir / f"shard-{index:06d}.json"
 
@@ -68,8 +71,8 @@ class ShardJob:
 
 
 def _input_identity(path: str) -> dict:
-    stat = os.stat(path)
-    return {"path": str(Path(path).resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    """The input file by path and content (an edit that keeps the size and the mtime still differs)."""
+    return {"path": str(Path(path).resolve()), "size": os.stat(path).st_size, "sha256": file_sha256(path)}
 
 
 def _model_identity(predictor: NeimsPredictor) -> dict:
@@ -102,7 +105,7 @@ def prepare_shard_dir(job: ShardJob, predictor: NeimsPredictor, resume: bool) ->
             changed = sorted(key for key in wanted if found.get(key) != wanted[key])
             raise ValueError(f"cannot resume {job.output}: the {', '.join(changed)} differ from those of the "
                              f"unfinished run in {job.shard_dir}; run without --resume to start over")
-        logger.info("resuming: %d finished shards in %s", len(list(job.shard_dir.glob("shard-*.json"))),
+        logger.info("resuming: %d finished shards in %s", len(list(job.shard_dir.glob("shard-??????.json"))),
                     job.shard_dir)
         return
     if job.shard_dir.exists():
@@ -154,10 +157,13 @@ class ShardPredictor(L.LightningModule):
 
     def predict_step(self, batch, batch_idx: int) -> dict:
         index, molecules = batch
+        written: list = []
         summary = build_library(molecules, self.job.shard_path(index), self.job.file_format, self.predictor,
                                 self.job.batch_size, self.job.chunk_size, self.job.errors_path(index),
                                 self.job.min_relative_intensity, progress=False,
-                                skip_duplicates=self.job.skip_duplicates)
+                                skip_duplicates=self.job.skip_duplicates, written=written)
+        with atomic_output(self.job.keys_path(index)) as handle:  # for the duplicates across shards
+            json.dump(written, handle)
         counts = {"n_input": summary.n_input, "n_written": summary.n_written}
         with atomic_output(self.job.summary_path(index)) as handle:
             json.dump(counts, handle)
@@ -169,8 +175,21 @@ class ShardPredictor(L.LightningModule):
         self.trainer.strategy.barrier("shards written")
 
 
+def _shard_records(path: Path, file_format: str) -> list[str]:
+    """The records of a shard as written, each with its trailing blank line (metadata never holds one)."""
+    text = path.read_text(encoding="utf-8")
+    end = "\n\n" if file_format == "msp" else "END IONS\n\n"
+    parts = text.split(end)
+    if parts[-1]:
+        raise ValueError(f"{path} does not end with a complete record")
+    return [part + end for part in parts[:-1]]
+
+
 def merge_shards(job: ShardJob, n_shards: int, errors_path: str | os.PathLike | None = None) -> LibrarySummary:
     """Concatenate the shards in order into the output (atomically) and their errors into ``errors_path``.
+
+    With ``skip_duplicates``, a molecule already written by an earlier shard is left out and listed as a
+    duplicate, as in a plain run, so that plain, sharded and resumed runs write the same library.
 
     Raises
     ------
@@ -182,16 +201,27 @@ def merge_shards(job: ShardJob, n_shards: int, errors_path: str | os.PathLike | 
         raise ValueError(f"{len(missing)} of {n_shards} shards are missing in {job.shard_dir} (first: {missing[0]}); "
                          "rerun with --resume to predict them")
     errors: list[tuple[str, str, str]] = []
+    first_record_of: dict[str, str] = {}  # molecule key -> record written for it, over all shards
     n_input = n_written = 0
     with atomic_output(job.output) as output:
         for index in range(n_shards):
-            with open(job.shard_path(index), encoding="utf-8") as shard:
-                shutil.copyfileobj(shard, output, 1 << 20)
+            written = json.loads(job.keys_path(index).read_text())
+            records = _shard_records(job.shard_path(index), job.file_format)
+            if len(records) != len(written):
+                raise ValueError(f"shard {index} in {job.shard_dir} holds {len(records)} records but lists "
+                                 f"{len(written)}; rerun without --resume")
             with open(job.errors_path(index), encoding="utf-8", newline="") as handle:
                 errors.extend(tuple(row) for row in list(csv.reader(handle, delimiter="\t"))[1:])
-            counts = json.loads(job.summary_path(index).read_text())
-            n_input += counts["n_input"]
-            n_written += counts["n_written"]
+            kept = []
+            for text, (key, key_is_inchikey, record, smiles) in zip(records, written):
+                if job.skip_duplicates and key in first_record_of:  # a duplicate of a molecule of an earlier shard
+                    errors.append((record, smiles, duplicate_reason(first_record_of[key], key, key_is_inchikey)))
+                    continue
+                first_record_of.setdefault(key, record)
+                kept.append(text)
+            output.write("".join(kept))
+            n_written += len(kept)
+            n_input += json.loads(job.summary_path(index).read_text())["n_input"]
     if errors_path is not None:
         errors_path = write_errors(errors, errors_path)
     shutil.rmtree(job.shard_dir)

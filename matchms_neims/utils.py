@@ -14,13 +14,61 @@ logger = logging.getLogger("matchms_neims")
 
 
 def _temporary_beside(path: Path) -> str:
-    """Create an empty temporary file next to ``path`` with the permissions a new file would get."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Create an empty temporary file next to ``path`` with the permissions a new file would get.
+
+    Its name, ``.<name>.<pid>.<random>.tmp``, says which process writes it, so that the temporary files of
+    killed runs can be told from those of running ones (:func:`remove_stale_temporaries`).
+    """
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp_name, 0o666 & ~umask)
     return tmp_name
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that killed runs left beside ``path``; returns those removed.
+
+    Only this tool's own files are touched: names of the pattern ``.<name>.<pid>.<random>.tmp`` (see
+    :func:`_temporary_beside`), owned by this user, whose writing process no longer exists.
+    """
+    path = Path(path)
+    removed = []
+    prefix = f".{path.name}."
+    try:
+        candidates = list(path.parent.glob(f"{glob_escape(prefix)}*.tmp"))
+    except OSError:
+        return removed
+    for candidate in candidates:
+        pid_text = candidate.name[len(prefix):].split(".", 1)[0]
+        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _process_alive(int(pid_text)):
+            continue
+        try:
+            if candidate.stat().st_uid != os.getuid() or not candidate.is_file():
+                continue
+            candidate.unlink()
+            removed.append(candidate)
+        except OSError:
+            continue
+    if removed:
+        logger.info("removed %d temporary file(s) of earlier killed runs beside %s", len(removed), path)
+    return removed
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with the glob wildcards ``*?[`` taken literally."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 @contextlib.contextmanager
@@ -49,6 +97,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` for libraries that open files themselves (h5py, torch.save)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp_name = _temporary_beside(path)
     try:
         yield Path(tmp_name)

@@ -133,6 +133,7 @@ def test_a_giant_smiles_is_refused_before_rdkit_and_the_rest_of_the_batch_is_pre
     assert [row["record"] for row in rows] == ["line 2 (giant)"]
     assert "longer than 1,000 characters" in rows[0]["reason"] and "(20,000 characters)" in rows[0]["reason"]
     assert len(rows[0]["reason"]) < 300, "the message quotes the start of the SMILES, not all of it"
+    assert rows[0]["smiles"].endswith("... (20,000 characters)") and len(rows[0]["smiles"]) < 1100
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.msp", "c.smi", "c.tsv"], "no temporary file left"
 
 

@@ -137,3 +137,21 @@ def test_write_is_atomic_on_error(tmp_path):
         write_spectra(spectra(), out)
     assert out.read_text() == "old content\n"
     assert [p.name for p in tmp_path.iterdir()] == ["lib.msp"]
+
+
+def test_a_never_ending_record_is_skipped_without_keeping_its_peaks(tmp_path, monkeypatch):
+    import matchms_neims.io as io_module
+
+    monkeypatch.setattr(io_module, "MAX_PEAKS_PER_RECORD", 1000)
+    peaks = "".join(f"{i % 500 + 1} {i % 999 + 1}\n" for i in range(5000))
+    path = tmp_path / "runaway.msp"
+    path.write_text(f"Name: fine\nNum Peaks: 1\n41 999\n\nName: runaway\n{peaks}\nName: after\nNum Peaks: 1\n"
+                    "43 999\n")
+    problems: list = []
+    records = list(io_module.iter_msp(path, problems))
+    assert [r.name for r in records] == ["fine", "after"]
+    assert len(problems) == 1 and problems[0].record == "runaway" and "more than 1,000 peaks" in problems[0].reason
+    mgf = tmp_path / "runaway.mgf"
+    mgf.write_text(f"BEGIN IONS\nTITLE=runaway\n{peaks}END IONS\nBEGIN IONS\nTITLE=after\n43 999\nEND IONS\n")
+    problems = []
+    assert [r.name for r in io_module.iter_mgf(mgf, problems)] == ["after"] and "more than" in problems[0].reason

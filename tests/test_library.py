@@ -391,3 +391,16 @@ def test_molecules_of_a_spectrum_file_with_bad_peaks_are_still_predicted(tmp_pat
     summary = build_library(spectra, tmp_path / "library.msp", predictor=tiny_predictor, progress=False)
     assert (summary.n_input, summary.n_written) == (3, 3)  # as molecules, all three are fine
     assert [record.name for record in iter_records(tmp_path / "library.msp")] == ["ethanol", "acetone", "benzene"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-8-sig", "cp1252"])
+def test_molecule_files_of_other_encodings_are_read(tmp_path, encoding):
+    text_smi = "smiles\tname\nCCO\téthanol\nc1ccccc1\tbenzène µ\n"
+    text_csv = 'smiles,name\nCCO,éthanol\nc1ccccc1,"benzène µ"\n'
+    for name, text in (("m.smi", text_smi), ("m.csv", text_csv)):
+        data = text.encode(encoding)
+        if encoding == "utf-16-be":
+            data = b"\xfe\xff" + data  # a BOM, as Windows editors write
+        (tmp_path / name).write_bytes(data)
+        molecules = list(read_molecules(tmp_path / name))
+        assert [(m.smiles, m.name) for m in molecules] == [("CCO", "éthanol"), ("c1ccccc1", "benzène µ")], name

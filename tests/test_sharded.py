@@ -57,8 +57,8 @@ def test_interrupted_run_resumes_to_the_same_library(molecules, tmp_path, tiny_m
         _predict(molecules, output, tiny_model_path)
     assert not output.exists() and len(built) == 2
     shard_dir = tmp_path / "library.msp.shards"
-    assert sorted(path.name for path in shard_dir.glob("*.json")) == ["manifest.json", "shard-000000.json",
-                                                                    "shard-000001.json"]
+    assert sorted(path.name for path in shard_dir.glob("*.json")) == [
+        "manifest.json", "shard-000000.json", "shard-000000.keys.json", "shard-000001.json", "shard-000001.keys.json"]
     monkeypatch.setattr(sharded, "build_library", real_build)
     with pytest.raises(ValueError, match="settings differ"):  # another job in the same folder
         _predict(molecules, output, tiny_model_path, min_relative_intensity=0.01, resume=True)
@@ -66,6 +66,49 @@ def test_interrupted_run_resumes_to_the_same_library(molecules, tmp_path, tiny_m
     assert output.read_bytes() == reference.read_bytes()
     assert summary.n_written == len(SMILES) - 1
     assert output.with_suffix(".errors.tsv").read_text() == reference.with_suffix(".errors.tsv").read_text()
+
+
+def test_duplicates_across_shards_are_found_as_in_a_plain_run(tmp_path, tiny_model_path):
+    from matchms_neims.library import build_library
+
+    molecules = tmp_path / "repeats.smi"  # ethanol in shards 0, 1 and 2 (shard_size 3); benzene twice in shard 1
+    molecules.write_text("CCO\tethanol\nCCC\tpropane\nCCCC\tbutane\nOCC\tethanol again\nc1ccccc1\tbenzene\n"
+                         "C1=CC=CC=C1\tbenzene again\nCCCCC\tpentane\nC(C)O\tethanol third\n")
+    plain = tmp_path / "plain.msp"
+    build_library(str(molecules), plain, predictor=NeimsPredictor(tiny_model_path, batch_size=2), batch_size=2,
+                  errors_path=tmp_path / "plain.tsv", progress=False)
+    output = tmp_path / "sharded.msp"
+    summary = _predict(molecules, output, tiny_model_path)
+    assert output.read_bytes() == plain.read_bytes()
+    assert [record.name for record in iter_records(output)] == ["ethanol", "propane", "butane", "benzene", "pentane"]
+    assert summary.n_written == 5 and summary.n_failed == 3
+    reasons = {record: reason for record, _, reason in summary.errors}
+    assert reasons["line 4 (ethanol again)"].startswith("duplicate of line 1 (ethanol) (same InChIKey")
+    assert reasons["line 8 (ethanol third)"].startswith("duplicate of line 1 (ethanol)")
+    assert reasons["line 6 (benzene again)"].startswith("duplicate of line 5 (benzene)")
+
+
+def test_resume_recognises_the_input_by_content(molecules, tmp_path, tiny_model_path, monkeypatch):
+    import os
+
+    output = tmp_path / "library.msp"
+    real_build = sharded.build_library
+
+    def interrupted(molecule_list, path, *args, **kwargs):
+        if "shard-000001" in str(path):
+            raise RuntimeError("killed")
+        return real_build(molecule_list, path, *args, **kwargs)
+
+    monkeypatch.setattr(sharded, "build_library", interrupted)
+    with pytest.raises(RuntimeError, match="killed"):
+        _predict(molecules, output, tiny_model_path)
+    monkeypatch.setattr(sharded, "build_library", real_build)
+    stat = molecules.stat()
+    text = molecules.read_text()
+    molecules.write_text(text.replace("CCO\t", "CCN\t", 1))  # same size, then the old mtime put back
+    os.utime(molecules, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(ValueError, match="the input differ"):
+        _predict(molecules, output, tiny_model_path, resume=True)
 
 
 def test_fresh_run_starts_over(molecules, tmp_path, tiny_model_path):
