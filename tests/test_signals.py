@@ -76,7 +76,8 @@ def test_sigterm_stops_predict_quickly_without_debris(tmp_path, tiny_model_path,
     _, stderr = process.communicate(timeout=30)
     assert time.monotonic() - started < 10
     assert process.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in stderr
-    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp")) and not (tmp_path / "out.msp").exists()
+    assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
+    assert not (tmp_path / "out.msp").exists()
     assert _wait_for(lambda: not _processes_with(marker), 10), "a featurisation worker outlived its parent"
 
 
