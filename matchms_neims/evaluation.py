@@ -17,7 +17,14 @@ from rdkit.Chem import GraphDescriptors
 
 from matchms_neims.benchmark import batch_throughput, single_molecule_latency
 from matchms_neims.chemistry import describe, inchikey_block, parse_smiles
-from matchms_neims.metrics import library_ranks, recall_at_k, spectrum_metrics, summarize, uncertainty_calibration
+from matchms_neims.metrics import (
+    isotope_ratio_agreement,
+    library_ranks,
+    recall_at_k,
+    spectrum_metrics,
+    summarize,
+    uncertainty_calibration,
+)
 from matchms_neims.predictor import MoleculeInput, NeimsPredictor
 
 MASS_BINS = ((0, 200, "<200 Da"), (200, 300, "200-300 Da"), (300, math.inf, ">=300 Da"))
@@ -218,6 +225,13 @@ def evaluate_model(predictor: NeimsPredictor, queries: SpectraSet, background: S
             entry.update(recall_at_k(ranks[mask], ks))
             breakdowns[title][label] = entry
     report["breakdowns"] = breakdowns
+    if batch.expert_weights is not None and len(batch.expert_weights):
+        report["routing"] = expert_routing(np.asarray(batch.expert_weights))
+    # the molecular ion's chlorine/bromine cluster, predicted against measured ((M+2)/M)
+    halogenated = np.array(["Cl/Br" in classes_of[smi] for smi in row_smiles], dtype=bool)
+    if halogenated.any():
+        report["isotope_ratio_cl_br"] = isotope_ratio_agreement(predicted[halogenated], true[halogenated],
+                                                                np.asarray(masses)[halogenated])
     if uncertainty_samples and predictor.supports_uncertainty and rows:
         mc = predictor.predict_batch([MoleculeInput(smi, smi, key_of_smiles[smi]) for smi in predicted_of],
                                      uncertainty_samples=uncertainty_samples)
@@ -231,6 +245,18 @@ def evaluate_model(predictor: NeimsPredictor, queries: SpectraSet, background: S
     report["model"] = {"name": predictor.model_name, "version": predictor.model_version,
                        "path": str(predictor.model_path) if predictor.model_path else None}
     return report
+
+
+def expert_routing(expert_weights: np.ndarray) -> dict:
+    """Per expert of a mixture of experts: the share of molecules that chose it and its mean mixing weight then.
+
+    An expert chosen often but weighted near zero costs its compute and contributes nothing.
+    """
+    chosen = expert_weights > 0
+    return {f"expert_{e}": {"chosen": float(chosen[:, e].mean()),
+                            "mean_weight_when_chosen": float(expert_weights[chosen[:, e], e].mean())
+                            if chosen[:, e].any() else 0.0}
+            for e in range(expert_weights.shape[1])}
 
 
 def format_report(report: dict) -> str:
@@ -252,6 +278,15 @@ def format_report(report: dict) -> str:
         for label, entry in bins.items():
             values = "  ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in entry.items())
             lines.append(f"  {label:<22}{values}")
+    routing = report.get("routing")
+    if routing:
+        lines += ["", "experts (share of molecules choosing it / mean weight when chosen): " + "  ".join(
+            f"{name}={entry['chosen']:.3f}/{entry['mean_weight_when_chosen']:.3f}" for name, entry in routing.items())]
+    isotopes = report.get("isotope_ratio_cl_br")
+    if isotopes and isotopes["n_spectra"]:
+        lines += ["", f"Cl/Br molecular-ion cluster, (M+2)/M predicted vs measured ({isotopes['n_spectra']} spectra): "
+                      f"median |log ratio error| {isotopes['median_abs_log_ratio_error']:.3f}, "
+                      f"{isotopes['share_within_20_percent']:.0%} within 20%"]
     calibration = report.get("uncertainty_calibration")
     if calibration:
         lines += ["", f"MC-dropout uncertainty ({calibration['mc_dropout_samples']} samples): "

@@ -146,11 +146,37 @@ def open_text(path: str | os.PathLike, newline: str | None = None):
     return opener(path, "rt", encoding="utf-8-sig", errors="surrogateescape", newline=newline)
 
 
-def decoded_lines(handle, path: Path) -> Iterator[str]:
-    """The lines of a handle from :func:`open_text`, lines that were not UTF-8 read again as Windows-1252."""
+#: Longest line :func:`decoded_lines` returns whole (characters); longer lines are cut there, and the rest of
+#: the line is read past in pieces of this size, so that one 200 MB line does not take gigabytes.
+MAX_LINE_LENGTH = 1_000_000
+
+
+def decoded_lines(handle, path: Path, max_length: int | None = None) -> Iterator[str]:
+    """The lines of a handle from :func:`open_text`, lines that were not UTF-8 read again as Windows-1252.
+
+    With ``max_length``, a longer line is returned as its first 200 characters followed by
+    :data:`CUT_LINE_MARK` and its full length (callers report it); memory stays bounded by ``max_length``.
+    """
     warned: list = []
-    for line_number, line in enumerate(handle, start=1):
+    line_number = 0
+    while True:
+        line = handle.readline(max_length) if max_length else handle.readline()
+        if not line:
+            return
+        line_number += 1
+        if max_length and len(line) >= max_length and not line.endswith(("\n", "\r")):
+            length = len(line)
+            while True:  # read past the rest of the line without keeping it
+                rest = handle.readline(max_length)
+                length += len(rest)
+                if not rest or rest.endswith(("\n", "\r")):
+                    break
+            line = f"{line[:200]}{CUT_LINE_MARK}{length}\n"
         yield _repaired(line, path, line_number, warned)
+
+
+#: Placed by :func:`decoded_lines` after the start of a line that was too long, before its length.
+CUT_LINE_MARK = "\x00cut line of length "
 
 
 _SURROGATE = re.compile("[\udc80-\udcff]")

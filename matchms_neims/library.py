@@ -28,7 +28,16 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from matchms_neims.chemistry import MAX_SMILES_LENGTH
-from matchms_neims.io import decoded_lines, detect_format, iter_records, mgf_header, msp_header, open_text
+from matchms_neims.io import (
+    CUT_LINE_MARK,
+    MAX_LINE_LENGTH,
+    decoded_lines,
+    detect_format,
+    iter_records,
+    mgf_header,
+    msp_header,
+    open_text,
+)
 from matchms_neims.predictor import MoleculeInput, NeimsPredictor, as_molecule_input
 from matchms_neims.spectra import vector_to_peaks
 from matchms_neims.utils import atomic_output
@@ -148,6 +157,8 @@ def _until_damaged(path: Path, molecules: Iterator[MoleculeInput]) -> Iterator[M
             count += 1
             yield molecule
     except (OSError, EOFError, zlib.error) as error:
+        if count == 0 and isinstance(error, (PermissionError, IsADirectoryError)):
+            raise MoleculeFileError(f"{path}: cannot read the file ({error.strerror or error})") from None
         reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
         yield MoleculeInput("", "", f"{path.name} after record {count}",
                             problem=f"the file cannot be read beyond this point ({reason}); the rest of it is lost")
@@ -156,7 +167,12 @@ def _until_damaged(path: Path, molecules: Iterator[MoleculeInput]) -> Iterator[M
 def _read_smi(path: Path) -> Iterator[MoleculeInput]:
     header_checked = False
     with open_text(path) as handle:
-        for line_number, raw_line in enumerate(decoded_lines(handle, path), start=1):
+        for line_number, raw_line in enumerate(decoded_lines(handle, path, MAX_LINE_LENGTH), start=1):
+            if CUT_LINE_MARK in raw_line:
+                length = int(raw_line.rsplit(CUT_LINE_MARK, 1)[1])
+                yield MoleculeInput("", "", f"line {line_number}", problem=f"a line of {length:,} characters, "
+                                    f"longer than {MAX_LINE_LENGTH:,}: not a SMILES line (not read into memory)")
+                continue
             line = raw_line.rstrip("\r\n")  # a leading tab means an empty SMILES column: kept
             if not line.strip() or line.lstrip()[0] == "#":
                 continue

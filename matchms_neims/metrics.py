@@ -119,6 +119,37 @@ def recall_at_k(ranks: np.ndarray, ks: tuple[int, ...] = (1, 5, 10, 20)) -> dict
     return {f"recall@{k}": float(np.mean(valid <= k)) for k in ks}
 
 
+def isotope_ratio_agreement(predicted: np.ndarray, true: np.ndarray, masses: np.ndarray,
+                            min_relative: float = 0.05, smoothing: float = 1e-3) -> dict[str, float]:
+    """How well predicted molecular-ion isotope clusters agree with the measured ones: (M+2)/M ratios.
+
+    Only spectra whose molecular ion M carries at least ``min_relative`` of the base peak in both the
+    prediction and the measurement count (elsewhere the ratio says nothing). The error of a spectrum is
+    ``|log((p[M+2] + s) / (p[M] + s)) - log((t[M+2] + s) / (t[M] + s))|`` with ``s = smoothing``, intensities
+    relative to each spectrum's base peak.
+
+    Returns
+    -------
+    dict
+        ``n_spectra``, ``median_abs_log_ratio_error`` and ``share_within_20_percent`` (NaN when none counts).
+    """
+    masses = np.asarray(masses, dtype=np.int64)
+    rows = np.arange(len(masses))
+    inside = masses + 2 < true.shape[1]
+    rows, masses = rows[inside], masses[inside]
+    p = predicted[rows] / np.maximum(predicted[rows].max(axis=1, keepdims=True), 1e-12)
+    t = true[rows] / np.maximum(true[rows].max(axis=1, keepdims=True), 1e-12)
+    take = np.arange(len(rows))
+    usable = (p[take, masses] >= min_relative) & (t[take, masses] >= min_relative)
+    take, masses = take[usable], masses[usable]
+    if take.size == 0:
+        return {"n_spectra": 0, "median_abs_log_ratio_error": float("nan"), "share_within_20_percent": float("nan")}
+    error = np.abs(np.log((p[take, masses + 2] + smoothing) / (p[take, masses] + smoothing))
+                   - np.log((t[take, masses + 2] + smoothing) / (t[take, masses] + smoothing)))
+    return {"n_spectra": int(take.size), "median_abs_log_ratio_error": float(np.median(error)),
+            "share_within_20_percent": float(np.mean(error < np.log(1.2)))}
+
+
 def summarize(values: np.ndarray) -> dict[str, float]:
     """Mean, median and standard deviation of a metric."""
     values = np.asarray(values, dtype=np.float64)

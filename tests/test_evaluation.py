@@ -184,3 +184,13 @@ def test_unparsable_query_smiles_does_not_crash_with_timing(tiny_predictor, quer
     assert report["n_query_spectra"] == 6
     assert report["library_matching"]["recall@1"] == 1.0
     assert report["inference_time"]["n_molecules"] == 6
+
+
+def test_expert_routing_shows_an_expert_that_is_chosen_but_weighted_near_zero():
+    from matchms_neims.evaluation import expert_routing
+
+    weights = np.array([[0.6, 0.0, 0.4, 0.0], [0.0, 0.9995, 0.0, 0.0005], [0.5, 0.0, 0.0, 0.5], [0.0, 0.7, 0.3, 0.0]])
+    routing = expert_routing(weights)
+    assert routing["expert_3"]["chosen"] == 0.5
+    assert routing["expert_3"]["mean_weight_when_chosen"] == pytest.approx((0.0005 + 0.5) / 2)
+    assert routing["expert_1"] == {"chosen": 0.5, "mean_weight_when_chosen": pytest.approx(0.84975)}

@@ -404,3 +404,23 @@ def test_molecule_files_of_other_encodings_are_read(tmp_path, encoding):
         (tmp_path / name).write_bytes(data)
         molecules = list(read_molecules(tmp_path / name))
         assert [(m.smiles, m.name) for m in molecules] == [("CCO", "éthanol"), ("c1ccccc1", "benzène µ")], name
+
+
+def test_a_giant_smi_line_is_listed_without_being_read_into_memory(tmp_path, monkeypatch):
+    import tracemalloc
+
+    import matchms_neims.library as library_module
+
+    monkeypatch.setattr(library_module, "MAX_LINE_LENGTH", 10_000)
+    path = tmp_path / "giant.smi"
+    with path.open("w") as handle:
+        handle.write("CCO ethanol\n")
+        handle.write("C" * 5_000_000 + " giant\n")
+        handle.write("CCN ethylamine\n")
+    tracemalloc.start()
+    molecules = list(read_molecules(path))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert [m.smiles for m in molecules] == ["CCO", "", "CCN"]
+    assert molecules[1].record == "line 2" and "a line of 5,000,007 characters" in molecules[1].problem
+    assert peak < 1_000_000, f"peak {peak:,} bytes: the giant line was held in memory"

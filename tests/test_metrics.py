@@ -12,6 +12,7 @@ from matchms.similarity import CosineGreedy
 from matchms_neims.metrics import (
     COSINE_WEIGHTINGS,
     intensity_errors,
+    isotope_ratio_agreement,
     library_ranks,
     normalized_weighted,
     paired_cosine,
@@ -250,3 +251,17 @@ def test_spectrum_metrics_keys_and_perfect_prediction():
         np.testing.assert_allclose(metrics[name], 1.0, atol=1e-6)
     for name in ("mae", "rmse", "false_positive_rate"):
         np.testing.assert_allclose(metrics[name], 0.0)
+
+
+def test_isotope_ratio_agreement_compares_the_molecular_ion_clusters():
+    true = np.zeros((3, 201))
+    true[:, 77] = 1.0
+    true[0, 112], true[0, 114] = 0.8, 0.8 * 0.32  # chlorobenzene: M+2/M = 0.32
+    true[1, 186], true[1, 188] = 0.5, 0.5 * 1.95  # dibromoethane
+    true[2, 150] = 0.01  # molecular ion too weak to judge
+    predicted = true.copy()
+    predicted[1, 188] = 0.5 * 0.975  # half the measured ratio
+    result = isotope_ratio_agreement(predicted, true, np.array([112, 186, 150]), smoothing=0.0)
+    assert result["n_spectra"] == 2 and result["share_within_20_percent"] == 0.5
+    assert result["median_abs_log_ratio_error"] == pytest.approx(np.log(2) / 2)
+    assert isotope_ratio_agreement(predicted[2:], true[2:], np.array([150]))["n_spectra"] == 0
