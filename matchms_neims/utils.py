@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,13 +48,14 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     path = Path(path)
     removed = []
     prefix = f".{path.name}."
+    own_name = re.compile(r"(\d+)\.[^.]+\.tmp")  # <pid>.<mkstemp's random letters>.tmp, nothing else
     try:
-        candidates = list(path.parent.glob(f"{glob_escape(prefix)}*.tmp"))
+        candidates = list(path.parent.glob(f"{glob.escape(prefix)}*.tmp"))
     except OSError:
         return removed
     for candidate in candidates:
-        pid_text = candidate.name[len(prefix):].split(".", 1)[0]
-        if not pid_text.isdigit() or int(pid_text) == os.getpid() or _process_alive(int(pid_text)):
+        match = own_name.fullmatch(candidate.name[len(prefix):])
+        if match is None or int(match.group(1)) == os.getpid() or _process_alive(int(match.group(1))):
             continue
         try:
             if candidate.stat().st_uid != os.getuid() or not candidate.is_file():
@@ -64,11 +67,6 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     if removed:
         logger.info("removed %d temporary file(s) of earlier killed runs beside %s", len(removed), path)
     return removed
-
-
-def glob_escape(text: str) -> str:
-    """``text`` with the glob wildcards ``*?[`` taken literally."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
 
 
 @contextlib.contextmanager

@@ -154,3 +154,18 @@ def test_sigterm_stops_a_sharded_predict_and_resume_finishes_it(tmp_path, tiny_m
                              capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert (tmp_path / "out.msp").exists() and not (tmp_path / "out.msp.shards").exists()
+
+
+def test_only_our_own_stale_temporaries_are_removed(tmp_path):
+    from matchms_neims.utils import remove_stale_temporaries
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".out.{dead_pid}.k3j_x9.tmp"
+    others = [tmp_path / f".out.5.{dead_pid}.k3j_x9.tmp",  # the temporary of another output, "out.5"
+              tmp_path / f".out.{os.getpid()}.abc.tmp",  # a live process's
+              tmp_path / ".out.notapid.abc.tmp", tmp_path / f"out.{dead_pid}.abc.tmp"]
+    for path in [stale, *others]:
+        path.write_text("x")
+    assert remove_stale_temporaries(tmp_path / "out") == [stale]
+    assert all(path.exists() for path in others)
