@@ -221,7 +221,16 @@ def _read_table(path: Path, delimiter: str, smiles_column: str | None,
         name_key = _find_column(fieldnames, name_column, NAME_COLUMNS, "name", path)
         smiles_index = fieldnames.index(smiles_key)
         name_index = fieldnames.index(name_key) if name_key is not None else None
-        for row_number, row in enumerate(reader, start=1):
+        row_number = 0
+        while True:
+            row_number += 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:  # e.g. a cell over csv's field limit (131,072 characters): this row only
+                yield MoleculeInput("", "", f"row {row_number}", problem=f"unreadable {path.suffix} row: {error}")
+                continue
             if not row or not any(cell.strip() for cell in row):
                 continue
             smiles = row[smiles_index].strip() if smiles_index < len(row) else ""

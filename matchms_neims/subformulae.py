@@ -22,8 +22,8 @@ Bounds (RASSP-like, Zhu & Jonas 2023):
   ``3 + loss_slack + sum_e l_e (v_e - 2)`` over its non-H atoms ``l_e``. An ion and the neutral(s) it lost
   together make up the molecule, so a large fragment cannot have lost more hydrogens than its small
   complement can carry (``loss_slack = 2`` leaves room for two closed-shell neutrals, such as H2O then
-  CH4). This lower bound on the hydrogens of large fragments removes about a third of the subformulae of
-  a typical molecule (median 620 -> 461 on MassBank) and halves the molecules over the bound;
+  CH4). This lower bound on the hydrogens of large fragments removes about a quarter of the subformulae of
+  a typical molecule (median 620 -> 461 on MassBank) and nearly halves the molecules over the bound;
 * a formula with more than ``max_subformulae`` subformulae (or more than :data:`MAX_HEAVY_COMBINATIONS`
   non-H count combinations, refused before any is built), with atoms outside :data:`FORMULA_SYMBOLS`, or
   without a non-H atom, is not enumerated: :class:`SubformulaLimit` says why, and the formula head then

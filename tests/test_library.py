@@ -424,3 +424,12 @@ def test_a_giant_smi_line_is_listed_without_being_read_into_memory(tmp_path, mon
     assert [m.smiles for m in molecules] == ["CCO", "", "CCN"]
     assert molecules[1].record == "line 2" and "a line of 5,000,007 characters" in molecules[1].problem
     assert peak < 1_000_000, f"peak {peak:,} bytes: the giant line was held in memory"
+
+
+def test_a_csv_row_over_the_field_limit_is_listed_and_the_rest_read(tmp_path):
+    path = tmp_path / "giant.csv"
+    path.write_text("smiles,name\nCCO,ethanol\n" + "C" * 200_000 + ",giant\nCCN,ethylamine\n")
+    molecules = list(read_molecules(path))
+    assert [(m.smiles, m.record) for m in molecules] == [("CCO", "row 1 (ethanol)"), ("", "row 2"),
+                                                         ("CCN", "row 3 (ethylamine)")]
+    assert "field larger than field limit" in molecules[1].problem
