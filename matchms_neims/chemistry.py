@@ -26,11 +26,18 @@ MAX_SMILES_LENGTH = 1000
 QUOTED_SMILES_LENGTH = 80
 
 
+def shortened(text: str, limit: int, quote: bool = False) -> str:
+    """``text`` (its ``repr`` with ``quote``), or, when longer than ``limit``, its first ``limit`` characters
+    followed by its length, e.g. ``'CCC'... (20,000 characters)``."""
+    if len(text) <= limit:
+        return repr(text) if quote else text
+    start = text[:limit]
+    return f"{repr(start) if quote else start}... ({len(text):,} characters)"
+
+
 def quoted_smiles(text: str) -> str:
     """``repr`` of a SMILES for a message, shortened to :data:`QUOTED_SMILES_LENGTH` characters."""
-    if len(text) <= QUOTED_SMILES_LENGTH:
-        return repr(text)
-    return f"{text[:QUOTED_SMILES_LENGTH]!r}... ({len(text):,} characters)"
+    return shortened(text, QUOTED_SMILES_LENGTH, quote=True)
 
 
 class MoleculeError(ValueError):

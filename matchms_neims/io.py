@@ -130,6 +130,11 @@ class _Problems:
             logger.warning("%s: skipped %d bad records in all", self.path.name, self.count)
 
 
+def is_gzip(path: str | os.PathLike) -> bool:
+    """Whether a file is read through gzip: its name ends in ``.gz``."""
+    return Path(path).suffix.lower() == ".gz"
+
+
 def open_text(path: str | os.PathLike, newline: str | None = None):
     """Open a text file of any encoding met in practice (gzip-compressed when it ends in ``.gz``).
 
@@ -138,7 +143,7 @@ def open_text(path: str | os.PathLike, newline: str | None = None):
     Windows-1252. Every reader of spectra and of molecule files opens its input here.
     """
     path = Path(path)
-    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    opener = gzip.open if is_gzip(path) else open
     with opener(path, "rb") as handle:
         start = handle.read(2)
     if start in (b"\xff\xfe", b"\xfe\xff"):

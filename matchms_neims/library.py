@@ -27,12 +27,13 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from matchms_neims.chemistry import MAX_SMILES_LENGTH
+from matchms_neims.chemistry import MAX_SMILES_LENGTH, shortened
 from matchms_neims.io import (
     CUT_LINE_MARK,
     MAX_LINE_LENGTH,
     decoded_lines,
     detect_format,
+    is_gzip,
     iter_records,
     mgf_header,
     msp_header,
@@ -88,10 +89,6 @@ def molecule_format(path: str | os.PathLike) -> str:
         known = ", ".join(f".{suffix}" for suffix in _SUFFIX_FORMATS)
         raise MoleculeFileError(f"{path}: unknown molecule file type; expected one of {known} (optionally .gz)")
     return kind
-
-
-def _is_gzip(path: Path) -> bool:
-    return path.suffix.lower() == ".gz"
 
 
 def _label(where: str, name: str) -> str:
@@ -250,7 +247,7 @@ def _sdf_name(mol) -> str:
 def _read_sdf(path: Path) -> Iterator[MoleculeInput]:
     from rdkit import Chem
 
-    opener = gzip.open if _is_gzip(path) else open
+    opener = gzip.open if is_gzip(path) else open
     with opener(path, "rb") as handle:
         supplier = Chem.ForwardSDMolSupplier(handle)
         for record_number, mol in enumerate(supplier, start=1):
@@ -422,14 +419,9 @@ def write_errors(errors: Iterable[tuple[str, str, str]], path: str | os.PathLike
     with atomic_output(path) as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(("record", "smiles", "reason"))
-        writer.writerows((record, _shortened(smiles), reason) for record, smiles, reason in errors)
+        writer.writerows((record, shortened(smiles, MAX_SMILES_LENGTH), reason) for record, smiles, reason in errors)
     return path
 
-
-def _shortened(smiles: str) -> str:
-    if len(smiles) <= MAX_SMILES_LENGTH:
-        return smiles
-    return f"{smiles[:MAX_SMILES_LENGTH]}... ({len(smiles):,} characters)"
 
 
 def build_library(

@@ -134,19 +134,17 @@ def isotope_ratio_agreement(predicted: np.ndarray, true: np.ndarray, masses: np.
         ``n_spectra``, ``median_abs_log_ratio_error`` and ``share_within_20_percent`` (NaN when none counts).
     """
     masses = np.asarray(masses, dtype=np.int64)
-    rows = np.arange(len(masses))
     inside = masses + 2 < true.shape[1]
-    rows, masses = rows[inside], masses[inside]
-    p = predicted[rows] / np.maximum(predicted[rows].max(axis=1, keepdims=True), 1e-12)
-    t = true[rows] / np.maximum(true[rows].max(axis=1, keepdims=True), 1e-12)
-    take = np.arange(len(rows))
-    usable = (p[take, masses] >= min_relative) & (t[take, masses] >= min_relative)
-    take, masses = take[usable], masses[usable]
-    if take.size == 0:
+    p = predicted[inside] / np.maximum(predicted[inside].max(axis=1, keepdims=True), 1e-12)
+    t = true[inside] / np.maximum(true[inside].max(axis=1, keepdims=True), 1e-12)
+    rows, masses = np.arange(len(p)), masses[inside]
+    usable = (p[rows, masses] >= min_relative) & (t[rows, masses] >= min_relative)
+    rows, masses = rows[usable], masses[usable]
+    if rows.size == 0:
         return {"n_spectra": 0, "median_abs_log_ratio_error": float("nan"), "share_within_20_percent": float("nan")}
-    error = np.abs(np.log((p[take, masses + 2] + smoothing) / (p[take, masses] + smoothing))
-                   - np.log((t[take, masses + 2] + smoothing) / (t[take, masses] + smoothing)))
-    return {"n_spectra": int(take.size), "median_abs_log_ratio_error": float(np.median(error)),
+    error = np.abs(np.log((p[rows, masses + 2] + smoothing) / (p[rows, masses] + smoothing))
+                   - np.log((t[rows, masses + 2] + smoothing) / (t[rows, masses] + smoothing)))
+    return {"n_spectra": int(rows.size), "median_abs_log_ratio_error": float(np.median(error)),
             "share_within_20_percent": float(np.mean(error < np.log(1.2)))}
 
 

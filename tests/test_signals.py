@@ -54,6 +54,15 @@ def _wait_for(condition, timeout: float) -> bool:
     return condition()
 
 
+def _terminate_and_expect_a_clean_stop(process: subprocess.Popen) -> None:
+    """Send SIGTERM to a working command; it must stop within 10 s, with exit code 143 and saying so."""
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert time.monotonic() - started < 10, stderr[-2000:]
+    assert process.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in stderr, stderr[-2000:]
+
+
 @pytest.fixture
 def many_molecules(tmp_path) -> Path:
     path = tmp_path / "many.smi"
@@ -71,11 +80,7 @@ def test_sigterm_stops_predict_quickly_without_debris(tmp_path, tiny_model_path,
     process = _start(["predict", str(many_molecules), "-o", "out.msp", "--errors", "errors.tsv", "--model",
                       str(tiny_model_path), "--featurize-workers", "1", "--chunk-size", "256"], tmp_path, marker)
     _wait_until_working(process, tmp_path, ".out.msp.*.tmp")
-    started = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=30)
-    assert time.monotonic() - started < 10
-    assert process.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in stderr
+    _terminate_and_expect_a_clean_stop(process)
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
     assert not (tmp_path / "out.msp").exists()
     assert _wait_for(lambda: not _processes_with(marker), 10), "a featurisation worker outlived its parent"
@@ -110,11 +115,7 @@ def test_sigterm_stops_search(tmp_path, fixtures_dir):
                      tmp_path, marker)
     assert _wait_for(lambda: _has_open(process.pid, library) or process.poll() is not None, 60)  # reading
     assert process.poll() is None
-    started = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=30)
-    assert time.monotonic() - started < 10
-    assert process.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in stderr
+    _terminate_and_expect_a_clean_stop(process)
     assert not (tmp_path / "hits.tsv").exists() and not list(tmp_path.glob(".*.tmp"))
 
 
@@ -127,11 +128,7 @@ def test_sigterm_stops_training_quickly_and_saying_so(tmp_path, tiny_training_co
     process = _start(["train", "baseline", "--config", str(tmp_path / "tiny.yaml"), "--no-progress"], tmp_path, marker)
     assert _wait_for(lambda: (tmp_path / "run" / "last.ckpt").exists() or process.poll() is not None, 120)
     assert process.poll() is None, process.communicate()
-    started = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
-    assert time.monotonic() - started < 10, stderr[-2000:]
-    assert process.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in stderr, stderr[-2000:]
+    _terminate_and_expect_a_clean_stop(process)
     assert not list((tmp_path / "run").glob(".*.tmp")), "no half-written checkpoint"
     assert _wait_for(lambda: not _processes_with(marker), 10)
 
@@ -144,11 +141,7 @@ def test_sigterm_stops_a_sharded_predict_and_resume_finishes_it(tmp_path, tiny_m
     assert _wait_for(lambda: any((tmp_path / "out.msp.shards").glob("shard-*.json")) or process.poll() is not None,
                      120)
     assert process.poll() is None, process.communicate()
-    started = time.monotonic()
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=60)
-    assert time.monotonic() - started < 10, stderr[-2000:]
-    assert process.returncode == 128 + signal.SIGTERM and "stopped by SIGTERM" in stderr, stderr[-2000:]
+    _terminate_and_expect_a_clean_stop(process)
     assert not (tmp_path / "out.msp").exists() and not list((tmp_path / "out.msp.shards").glob(".*.tmp"))
     resumed = subprocess.run([sys.executable, "-m", "matchms_neims.cli", *arguments, "--resume"], cwd=tmp_path,
                              capture_output=True, text=True)
