@@ -36,7 +36,10 @@ def bin_spectrum(mz: np.ndarray, intensities: np.ndarray, max_mz: int = DEFAULT_
     intensities = np.asarray(intensities, dtype=np.float64)
     bins = np.rint(mz).astype(np.int64)
     keep = (bins >= 0) & (bins <= max_mz) & (intensities > 0)
-    np.add.at(vector, bins[keep], intensities[keep])
+    kept = intensities[keep]
+    # scaled to the largest peak before a bin's peaks are summed, as in search's binning: two peaks of 1e308
+    # would overflow to inf, then NaN; the base-peak normalisation makes the scaling a no-op otherwise
+    np.add.at(vector, bins[keep], kept / kept.max() if kept.size else kept)
     return normalize_base_peak(vector).astype(np.float32)
 
 

@@ -363,3 +363,6 @@ def test_huge_intensities_do_not_overflow_into_nan_scores():
     hits = search_library([query], library, top_k=2).hits[0]
     assert all(np.isfinite(hit.score) for hit in hits)
     assert hits[0].library_index == 0 and hits[0].score == pytest.approx(1.0, abs=1e-6)
+    # the single-spectrum binning (training data, evaluation) sums the bin the same way
+    vector = bin_spectrum(query.peaks.mz, query.peaks.intensities, 100)
+    assert np.isfinite(vector).all() and vector[41] == 1.0 and vector[43] == pytest.approx(0.25)
