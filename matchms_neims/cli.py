@@ -19,6 +19,14 @@ from matchms_neims.utils import available_cores, check_output_paths
 logger = logging.getLogger("matchms_neims")
 
 
+QUIET_HELP = "no progress bars and no informational log lines (warnings and errors stay)"
+
+
+def _add_quiet(parser: argparse.ArgumentParser) -> None:
+    """``-q/--quiet`` after the command too (``matchms-neims predict ... -q``); SUPPRESS keeps the global value."""
+    parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
+
+
 def _add_predict(subparsers) -> None:
     parser = subparsers.add_parser("predict", help="predict EI spectra for molecules and write an in-silico library",
                                    description="Molecules (.smi, .csv, .sdf, .msp) -> in-silico library (MSP/MGF).")
@@ -30,6 +38,10 @@ def _add_predict(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, default=512, help="molecules per model call (default 512)")
     parser.add_argument("--chunk-size", type=int, default=4096, help="molecules read and written per chunk")
     parser.add_argument("--errors", default=None, help="write skipped records and reasons to this TSV file")
+    parser.add_argument("--index", nargs="?", const="", default=None, metavar="INDEX",
+                        help="also write the library index (`matchms-neims index`, default weighting) of the "
+                             "library, right after it is written, from that file: to INDEX, or beside it as "
+                             "LIBRARY.nidx")
     parser.add_argument("--min-intensity", type=float, default=0.001,
                         help="drop predicted peaks below this fraction of the base peak (default 0.001)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (default: the backend's choice)")
@@ -58,6 +70,7 @@ def _add_predict(subparsers) -> None:
                           help="molecules per shard, the unit of resumption (default 10000)")
     sharding.add_argument("--resume", action="store_true",
                           help="continue an interrupted sharded run: finished shards are kept")
+    _add_quiet(parser)
     parser.set_defaults(handler=_run_predict)
 
 
@@ -67,7 +80,12 @@ def _run_predict(args) -> int:
     from matchms_neims.predictor import NeimsPredictor
 
     # before the model loads and the molecules are predicted, not after (a late failure loses the run's work)
-    check_output_paths({"-o/--output": args.output, "--errors": args.errors}, {"the input": args.input})
+    if args.index is not None:
+        from matchms_neims.library_index import default_index_path
+
+        args.index = args.index or str(default_index_path(args.output))
+    check_output_paths({"-o/--output": args.output, "--errors": args.errors, "--index": args.index},
+                       {"the input": args.input})
     sharded = any(value is not None for value in (args.devices, args.num_nodes, args.shard_size)) or args.resume
     workers, threads = featurize_workers_and_threads(args.featurize_workers, args.threads, sharded)
     previous_threads = torch.get_num_threads()
@@ -112,13 +130,68 @@ def _predict_library(args, predictor) -> int:
             num_nodes=args.num_nodes or 1, accelerator=args.accelerator,
             shard_size=10_000 if args.shard_size is None else args.shard_size, batch_size=args.batch_size,
             chunk_size=args.chunk_size, errors_path=args.errors, min_relative_intensity=args.min_intensity,
-            resume=args.resume, skip_duplicates=not args.keep_duplicates)
+            resume=args.resume, skip_duplicates=not args.keep_duplicates, progress=not args.quiet)
         if summary is not None:  # global rank 0
             print(summary)
+            _index_predicted_library(args)
         return 0
     summary = build_library(args.input, args.output, file_format=args.format, predictor=predictor,
                             batch_size=args.batch_size, chunk_size=args.chunk_size, errors_path=args.errors,
-                            min_relative_intensity=args.min_intensity, skip_duplicates=not args.keep_duplicates)
+                            min_relative_intensity=args.min_intensity, skip_duplicates=not args.keep_duplicates,
+                            progress=not args.quiet)
+    print(summary)
+    _index_predicted_library(args)
+    return 0
+
+
+def _index_predicted_library(args) -> None:
+    """``predict --index``: index the library just written, read back from its file (so that the index holds exactly
+    what a search of that file sees, and records its SHA-256)."""
+    if args.index is None:
+        return
+    from matchms_neims.library_index import build_index
+
+    print(build_index(args.output, args.index, progress=not args.quiet))  # kept if the library came out the same
+
+
+def _add_index(subparsers) -> None:
+    chunk_rows = 16384  # library_index.DEFAULT_CHUNK_ROWS, not imported: --help imports neither matchms nor torch
+    parser = subparsers.add_parser(
+        "index", help="write the library index of an MSP/MGF library (binary, memory-mapped, for fast search)",
+        description="Library MSP/MGF -> library index: the binned, weighted, normalised spectra with the metadata "
+                    "of hits, the settings and the source's SHA-256, searched memory-mapped by `search` with "
+                    "the same hits as the file. Written streamed and atomically; an index already built from the "
+                    "same file with the same settings is kept (unless --force).")
+    parser.add_argument("library", help="library spectra (.msp or .mgf, optionally .gz)")
+    parser.add_argument("-o", "--output", default=None, help="index file to write (default: LIBRARY.nidx beside it)")
+    parser.add_argument("--mz-power", type=float, default=None, help="cosine m/z weighting exponent (default 1)")
+    parser.add_argument("--intensity-power", type=float, default=None,
+                        help="cosine intensity weighting exponent (default 0.5)")
+    parser.add_argument("--max-mz", type=int, default=None, help="highest nominal m/z kept (default 1000)")
+    parser.add_argument("--dtype", choices=("float32", "float16"), default="float32",
+                        help="storage of the vector values: float32 (default; the file's scores) or float16 (a "
+                             "quarter smaller; scores within about 3e-4, docs/performance.md)")
+    parser.add_argument("--chunk-size", type=int, default=chunk_rows,
+                        help=f"spectra binned and written together (default {chunk_rows}; bounds memory)")
+    parser.add_argument("--errors", default=None,
+                        help="write the records skipped as unreadable (file, line, record, reason) to this TSV")
+    parser.add_argument("--force", action="store_true", help="rebuild even an index that is up to date")
+    _add_quiet(parser)
+    parser.set_defaults(handler=_run_index)
+
+
+def _run_index(args) -> int:
+    from matchms_neims.library_index import build_index, default_index_path
+    from matchms_neims.search import DEFAULT_INTENSITY_POWER, DEFAULT_MAX_MZ, DEFAULT_MZ_POWER
+
+    output = args.output or str(default_index_path(args.library))
+    check_output_paths({"-o/--output": output, "--errors": args.errors}, {"the library": args.library})
+    summary = build_index(
+        args.library, output, max_mz=DEFAULT_MAX_MZ if args.max_mz is None else args.max_mz,
+        mz_power=DEFAULT_MZ_POWER if args.mz_power is None else args.mz_power,
+        intensity_power=DEFAULT_INTENSITY_POWER if args.intensity_power is None else args.intensity_power,
+        dtype=args.dtype, chunk_rows=args.chunk_size, errors_path=args.errors, force=args.force,
+        progress=not args.quiet)
     print(summary)
     return 0
 
@@ -152,39 +225,206 @@ def _add_search(subparsers) -> None:
     parser = subparsers.add_parser("search", help="search query spectra against a spectral library",
                                    description="Query MSP/MGF vs library MSP/MGF -> top-k hits per query (TSV).")
     parser.add_argument("queries", help="query spectra (.msp or .mgf)")
-    parser.add_argument("library", help="library spectra (.msp or .mgf), experimental or predicted")
+    parser.add_argument("library", help="library spectra (.msp or .mgf), experimental or predicted, or a library "
+                                        "index of one (`matchms-neims index`: read memory-mapped, same hits; the "
+                                        "weighting and --max-mz it was built with are used unless given)")
     parser.add_argument("-o", "--output", required=True, help="hits table to write (.tsv)")
     parser.add_argument("--top-k", type=int, default=10, help="hits per query (default 10)")
     parser.add_argument("--errors", default=None,
                         help="write the records skipped as unreadable (file, line, record, reason) to this TSV")
     parser.add_argument("--mz-power", type=float, default=None, help="cosine m/z weighting exponent")
     parser.add_argument("--intensity-power", type=float, default=None, help="cosine intensity weighting exponent")
-    parser.add_argument("--max-mz", type=int, default=None, help="highest m/z compared (default 1000)")
+    parser.add_argument("--max-mz", type=int, default=None,
+                        help="highest nominal m/z compared (default 1000); peaks above it are not compared, and "
+                             "their number per file is logged")
     parser.add_argument("--mass-window", type=float, default=None, metavar="DA",
                         help="only library entries within DA of the query's nominal mass (MW / nominal_mass / "
                              "exact_mass metadata; queries without a mass are compared with every entry)")
     parser.add_argument("--library-block-size", type=int, default=100_000,
                         help="library spectra read and scored at a time (default 100000; bounds memory)")
+    report = parser.add_argument_group("visual report")
+    report.add_argument("--report", default=None, metavar="REPORT.html",
+                        help="also write a self-contained HTML report: per query its hits with score, matched "
+                             "peaks, name, InChIKey, predicted or experimental, structure and mirror plot")
+    report.add_argument("--report-hits", type=int, default=3, metavar="N",
+                        help="hits per query pictured (structure and mirror plot) in the report; the other hits "
+                             "are table rows (default 3)")
+    report.add_argument("--report-queries", type=int, default=100, metavar="N",
+                        help="queries shown in the report, the first N (default 100; 0: all; about 100 kB each)")
+    _add_quiet(parser)
     parser.set_defaults(handler=_run_search)
 
 
 def _run_search(args) -> int:
-    from matchms_neims.io import iter_records, write_problems
-    from matchms_neims.search import DEFAULT_INTENSITY_POWER, DEFAULT_MAX_MZ, DEFAULT_MZ_POWER, search_library
+    from pathlib import Path
 
-    check_output_paths({"-o/--output": args.output, "--errors": args.errors},
+    from matchms_neims.io import iter_records, write_problems
+    from matchms_neims.search import (
+        DEFAULT_INTENSITY_POWER,
+        DEFAULT_MAX_MZ,
+        DEFAULT_MZ_POWER,
+        library_file_size,
+        search_library,
+    )
+
+    check_output_paths({"-o/--output": args.output, "--errors": args.errors, "--report": args.report},
                        {"the queries": args.queries, "the library": args.library})
+    if args.report_hits < 0 or args.report_queries < 0:
+        raise ValueError(f"--report-hits and --report-queries must be 0 or more, got {args.report_hits} and "
+                         f"{args.report_queries}")
     problems: list = []  # bad records of both files, skipped
+    library = _search_library_input(args, problems)
     result = search_library(
-        iter_records(args.queries, problems), iter_records(args.library, problems), top_k=args.top_k,
+        iter_records(args.queries, problems), library, top_k=args.top_k,
         mz_power=DEFAULT_MZ_POWER if args.mz_power is None else args.mz_power,
         intensity_power=DEFAULT_INTENSITY_POWER if args.intensity_power is None else args.intensity_power,
         max_mz=DEFAULT_MAX_MZ if args.max_mz is None else args.max_mz,
         library_block_size=args.library_block_size, mass_window=args.mass_window,
+        query_label=Path(args.queries).name, library_label=Path(args.library).name,
+        progress=not args.quiet, expected_library_size=None if args.quiet else library_file_size(args.library),
     )
     result.to_tsv(args.output)
     print(f"{result.n_queries} queries searched against {result.n_library} library spectra; "
           f"hits written to {args.output}")
+    if args.report:
+        _write_search_report(args, result)
+    if problems or args.errors:
+        where = f": listed in {write_problems(problems, args.errors)}" if args.errors else " (see the log above)"
+        print(f"{len(problems)} unreadable records skipped{where}")
+    return 0
+
+
+def _search_library_input(args, problems: list):
+    """``search``'s library: an open library index, or the records of an MSP/MGF file.
+
+    For an index, the weighting options and --max-mz not given are set to the index's (a given one that differs
+    is refused by the search), and ``args.report_library`` to the MSP/MGF file it was built from (the report
+    draws the hits' peaks); that file must still be there, with the size recorded in the index.
+    """
+    from pathlib import Path
+
+    from matchms_neims.io import iter_records
+    from matchms_neims.library_index import LibraryIndex, is_library_index
+
+    args.report_library = args.library
+    if not is_library_index(args.library):
+        return iter_records(args.library, problems)
+    index = LibraryIndex(args.library)
+    max_mz, mz_power, intensity_power = index.settings
+    args.max_mz = max_mz if args.max_mz is None else args.max_mz
+    args.mz_power = mz_power if args.mz_power is None else args.mz_power
+    args.intensity_power = intensity_power if args.intensity_power is None else args.intensity_power
+    index.check_settings(args.max_mz, args.mz_power, args.intensity_power)
+    if args.report:
+        source = Path(index.source["path"])
+        if not source.is_file() or source.stat().st_size != index.source["size"]:
+            raise ValueError(f"--report draws the hits' peaks from the library file, and {args.library} was built "
+                             f"from {source}, which is {'changed' if source.is_file() else 'missing'}; search that "
+                             f"file or rebuild the index")
+        args.report_library = str(source)
+    return index
+
+
+def _write_search_report(args, result) -> None:
+    """``search --report``: the HTML report of the search just run (its records are read back from the files)."""
+    from matchms_neims.report import write_report
+    from matchms_neims.search import DEFAULT_INTENSITY_POWER, DEFAULT_MZ_POWER
+
+    mz_power = DEFAULT_MZ_POWER if args.mz_power is None else args.mz_power
+    intensity_power = DEFAULT_INTENSITY_POWER if args.intensity_power is None else args.intensity_power
+    settings = {"queries": args.queries, "library": args.library, "top-k": args.top_k,
+                "weighting": f"m/z^{mz_power:g} \u00d7 intensity^{intensity_power:g}"}
+    if args.mass_window is not None:
+        settings["mass window"] = f"{args.mass_window:g} Da"
+    write_report(result, args.queries, getattr(args, "report_library", args.library), args.report,
+                 pictured_hits=args.report_hits,
+                 max_queries=args.report_queries or None, max_mz=args.max_mz, settings=settings)
+    shown = result.n_queries if not args.report_queries else min(args.report_queries, result.n_queries)
+    print(f"report of {shown} of {result.n_queries} queries written to {args.report}")
+
+
+def _add_plot(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "plot", help="draw one mirror plot of a query spectrum against a library spectrum (PNG)",
+        description="Query spectrum up, library spectrum down, binned to unit resolution as search bins them; "
+                    "peaks at an m/z present in both are coloured. A record is chosen by SELECTOR: 'id:X' "
+                    "(spectrum_id / DB#), 'name:X' (compound name, case-insensitive), 'index:N' (position among the "
+                    "file's readable records, from 0, as search's library_index), or a bare value tried as "
+                    "spectrum_id, then name, then index. The first matching record is used.")
+    parser.add_argument("queries", help="query spectra (.msp or .mgf)")
+    parser.add_argument("library", help="library spectra (.msp or .mgf)")
+    parser.add_argument("--query", required=True, metavar="SELECTOR", help="the query record")
+    parser.add_argument("--hit", default=None, metavar="SELECTOR",
+                        help="the library record (default: the query's best hit in the library)")
+    parser.add_argument("-o", "--output", required=True, help="PNG file to write")
+    parser.add_argument("--mz-power", type=float, default=None, help="cosine m/z weighting exponent of the score")
+    parser.add_argument("--intensity-power", type=float, default=None,
+                        help="cosine intensity weighting exponent of the score")
+    parser.add_argument("--max-mz", type=int, default=None, help="highest m/z compared and drawn (default 1000)")
+    parser.set_defaults(handler=_run_plot)
+
+
+def _run_plot(args) -> int:
+    from matchms_neims.plotting import mirror_plot
+    from matchms_neims.report import fetch_records, find_record
+    from matchms_neims.search import DEFAULT_INTENSITY_POWER, DEFAULT_MAX_MZ, DEFAULT_MZ_POWER, search_library
+
+    check_output_paths({"-o/--output": args.output}, {"the queries": args.queries, "the library": args.library})
+    if not args.output.lower().endswith(".png"):
+        raise ValueError(f"-o/--output {args.output}: the mirror plot is written as PNG; give a .png file name")
+    weights = {"mz_power": DEFAULT_MZ_POWER if args.mz_power is None else args.mz_power,
+               "intensity_power": DEFAULT_INTENSITY_POWER if args.intensity_power is None else args.intensity_power,
+               "max_mz": DEFAULT_MAX_MZ if args.max_mz is None else args.max_mz}
+    query_index, query = find_record(args.queries, args.query, "query")
+    if args.hit is None:
+        best = search_library([query], args.library, top_k=1, **weights).hits[0]
+        if not best:
+            raise ValueError(f"the library {args.library} holds no readable spectra to compare query "
+                             f"{query.name!r} with")
+        hit_index = best[0].library_index
+        hit = fetch_records(args.library, [hit_index])[hit_index]
+    else:
+        hit_index, hit = find_record(args.library, args.hit, "library")
+    pair = search_library([query], [hit], top_k=1, **weights).hits[0][0]
+    mirror_plot(query, hit, args.output, score=pair.score, max_mz=weights["max_mz"])
+    print(f"query {query.name!r} (record {query_index}) vs library {hit.name!r} (record {hit_index}): score "
+          f"{pair.score:.3f}, {pair.matched_peaks} matched peaks; mirror plot written to {args.output}")
+    return 0
+
+
+def _add_pipeline(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "pipeline", help="run a matchms workflow YAML that names the plugin's filters and similarity",
+        description="Run a matchms workflow (Pipeline YAML, e.g. from matchms.Pipeline.create_workflow) with the "
+                    "plugin loaded, so that add_predicted_spectrum, the require_* filters and neimscosine are known. "
+                    "Writes the top hits per query of the last score computation (TSV) and, beside them, the "
+                    "workflow as run, with each model pinned by path and sha256 (OUT.workflow.yaml).")
+    parser.add_argument("workflow", help="workflow YAML file")
+    parser.add_argument("queries", help="query spectra (.msp/.mgf through the plugin's readers; other matchms formats)")
+    parser.add_argument("references", nargs="?", default=None,
+                        help="reference spectra (default: the queries against each other)")
+    parser.add_argument("-o", "--output", required=True, help="top hits to write (.tsv)")
+    parser.add_argument("--top-k", type=int, default=10, help="hits per query (default 10)")
+    parser.add_argument("--scores", default=None, help="also write all scores as matchms JSON here")
+    parser.add_argument("--errors", default=None, help="write unreadable input records to this TSV")
+    _add_quiet(parser)
+    parser.set_defaults(handler=_run_pipeline)
+
+
+def _run_pipeline(args) -> int:
+    from matchms_neims.io import write_problems
+    from matchms_neims.workflow import resolved_workflow_path, run_workflow
+
+    inputs = {"the workflow": args.workflow, "the queries": args.queries}
+    if args.references:
+        inputs["the references"] = args.references
+    check_output_paths({"-o/--output": args.output, "--scores": args.scores, "--errors": args.errors,
+                        "the resolved workflow": str(resolved_workflow_path(args.output))}, inputs)
+    summary = run_workflow(args.workflow, args.queries, args.references, args.output, top_k=args.top_k,
+                           scores_json=args.scores, progress_bar=not args.quiet)
+    print(f"{summary['n_queries']} queries scored against {summary['n_references']} references; "
+          f"{summary['n_hits']} hits written to {args.output} (workflow as run: {resolved_workflow_path(args.output)})")
+    problems = summary["problems"]
     if problems or args.errors:
         where = f": listed in {write_problems(problems, args.errors)}" if args.errors else " (see the log above)"
         print(f"{len(problems)} unreadable records skipped{where}")
@@ -239,10 +479,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="matchms-neims", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"matchms-neims {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    parser.add_argument("-q", "--quiet", action="store_true", help=QUIET_HELP)
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_predict(subparsers)
     _add_search(subparsers)
+    _add_index(subparsers)
+    _add_plot(subparsers)
     _add_export(subparsers)
+    _add_pipeline(subparsers)
     _add_benchmark(subparsers)
     for entry_point in entry_points(group="matchms_neims.commands"):
         try:
@@ -255,13 +499,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("matchms").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").propagate = False  # Lightning prints through its own handler
     previous_handler = _stop_on_sigterm()
     try:
-        return int(args.handler(args) or 0)
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        with logging_redirect_tqdm(loggers=[logging.getLogger()]):  # log lines above the bars, not glued to them
+            return int(args.handler(args) or 0)
     except (FileNotFoundError, ValueError, ImportError) as error:
         logger.error("%s", error)
         return 2

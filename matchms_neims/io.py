@@ -1,6 +1,7 @@
-"""Reading and writing EI spectra: MSP (NIST, MassBank, MoNA flavours) and MGF.
+"""Reading and writing EI spectra: MSP (NIST, MassBank, MoNA, RIKEN and Golm flavours) and MGF.
 
-The MSP reader is written for real library exports: several ``Synon:`` lines per record,
+The MSP reader is written for real library exports: several ``Synon:`` lines per record (NIST's
+``$:NN`` and Golm's ``KEY: value`` codes read as metadata keys), records whose ``Name`` is not the first line,
 peak lists with several ``m/z intensity`` pairs per line separated by ``;``, tabs or spaces,
 quoted peak annotations (``41 999 "C3H5+"``), CRLF line endings and records whose
 ``Num Peaks`` disagrees with the peaks actually listed. It yields lightweight
@@ -43,6 +44,39 @@ _MSP_KEY_ALIASES = {
     "inchikey": "inchikey",
     "smiles": "smiles",
 }
+#: Keys of Golm Metabolome Database (GMD) exports, written as plain lines or as ``Synon: KEY: value`` lines,
+#: renamed as matchms renames them (its ``synon_metb_*`` and ``synon_ri`` conversions). ``METB N`` lines are
+#: the metabolite's names: they go to ``synonyms``. Other GMD keys keep their own name (``mst_n``, ``gmd_link``).
+_GOLM_KEY_ALIASES = {
+    "ri": "retention_index",
+    "metb inchikey": "inchikey",
+    "metb inchi": "inchi",
+    "metb cas": "cas",
+    "metb kegg": "kegg",
+    "metb class": "compound_class",
+    "metb n": "synonyms",
+}
+#: First words of the GMD keys; a ``Synon:`` line whose text starts with one of them and a colon is a key.
+_GOLM_KEY_WORDS = frozenset({"metb", "mst", "gmd", "ri"})
+#: Plain MSP keys that GMD also writes inside ``Synon:`` lines (``Synon: MW: 220,457``).
+_SYNON_MSP_KEYS = frozenset({"formula", "mw", "exactmass", "inchikey", "inchi", "smiles", "cas#"})
+#: GMD writes numbers with a decimal comma (``RI: 986,12``, ``MW: 175,301``); read in GMD records only.
+_DECIMAL_COMMA = re.compile(r"[-+]?\d+,\d+")
+#: NIST's coded ``Synon: $:NN...`` lines (lib2nist exports) read as metadata keys; other codes stay in
+#: ``synonyms`` as written (``$:00in-source``).
+_NIST_SYNON_CODES = {
+    "03": "adduct",
+    "04": "precursor_mz",
+    "05": "collision_energy",
+    "06": "instrument_type",
+    "07": "instrument",
+    "10": "ionization",
+    "11": "ionmode",
+    "12": "collision_gas",
+    "28": "inchikey",
+}
+_NIST_SYNON_CODE = re.compile(r"\$:(\d\d)(.*)")
+_NIST_ION_MODES = {"p": "positive", "n": "negative"}
 
 
 @dataclass
@@ -53,7 +87,9 @@ class SpectrumRecord:
     ----------
     metadata
         Metadata with lower-case, harmonised keys (``compound_name``, ``smiles``, ``inchikey``, ...).
-        Repeated ``Synon:`` lines are collected in the list ``synonyms``.
+        Repeated ``Synon:`` lines are collected in the list ``synonyms``; coded ones become keys (NIST
+        ``$:28<InChIKey>`` -> ``inchikey``, GMD ``METB InChIKey: ...`` -> ``inchikey``, ``RI: 986,12`` ->
+        ``retention_index`` ``"986.12"``, ``METB N: <name>`` -> ``synonyms``).
     mz, intensities
         Peak arrays (float64), sorted by m/z.
     peak_comments
@@ -133,6 +169,31 @@ class _Problems:
 def is_gzip(path: str | os.PathLike) -> bool:
     """Whether a file is read through gzip: its name ends in ``.gz``."""
     return Path(path).suffix.lower() == ".gz"
+
+
+#: Lines that start a record, per file type (lower-cased, leading blanks stripped): what
+#: :func:`count_records` counts for progress bars.
+RECORD_STARTS = {"msp": (b"name:",), "mgf": (b"begin ions",), "sdf": (b"$$$$",)}
+
+
+def count_records(path: str | os.PathLike, kind: str) -> int:
+    """About how many records a file holds, from one fast pass over its bytes (for a progress bar's total).
+
+    ``kind`` is a key of :data:`RECORD_STARTS` (lines starting a record are counted), ``"lines"`` (non-blank lines
+    not starting with ``#``: SMILES files) or ``"rows"`` (non-blank lines less a header: CSV/TSV). Gzip files are
+    decompressed on the way. The figure is an estimate: readers may skip or split records.
+    """
+    opener = gzip.open if is_gzip(path) else open
+    count = 0
+    starts = RECORD_STARTS.get(kind)
+    with opener(path, "rb") as handle:
+        for line in handle:
+            line = line.lstrip()
+            if not line or (kind == "lines" and line.startswith(b"#")):
+                continue
+            if starts is None or line[:16].lower().startswith(starts):
+                count += 1
+    return max(count - 1, 0) if kind == "rows" else count
 
 
 def open_text(path: str | os.PathLike, newline: str | None = None):
@@ -252,6 +313,68 @@ def _parse_comment_pairs(value: str, metadata: dict) -> None:
         metadata.setdefault(key, pair_value.strip())
 
 
+def _is_golm_record(metadata: dict) -> bool:
+    """Whether a record read so far holds GMD keys (``mst_n``, ``metb``, ``gmd_link``, ...)."""
+    return any(key.startswith(("metb", "mst", "gmd")) for key in metadata)
+
+
+def _store_value(metadata: dict, key: str, value: str, from_synon: bool = False) -> None:
+    """Store one ``key: value`` line of an MSP record under its harmonised name.
+
+    Parameters
+    ----------
+    metadata
+        The record's metadata, updated in place.
+    key
+        The key as written, in lower case (``"num peaks"``, ``"metb inchikey"``).
+    value
+        The value, stripped.
+    from_synon
+        The pair was coded in a ``Synon:`` line (GMD): a key already set is kept, and the record is a GMD one.
+
+    Notes
+    -----
+    GMD keys get matchms's names (:data:`_GOLM_KEY_ALIASES`), ``METB N`` names are added to ``synonyms``,
+    and in GMD records the decimal comma of ``RI`` and ``MW`` becomes a point (``986,12`` -> ``986.12``).
+    """
+    name = _GOLM_KEY_ALIASES.get(key) or _MSP_KEY_ALIASES.get(key) or key.replace(" ", "_")
+    if name == "synonyms":
+        metadata.setdefault("synonyms", []).append(value)
+        return
+    if (name in ("retention_index", "nominal_mass") and "," in value and _DECIMAL_COMMA.fullmatch(value)
+            and (from_synon or _is_golm_record(metadata))):
+        value = value.replace(",", ".")
+    if from_synon:
+        metadata.setdefault(name, value)
+    else:
+        metadata[name] = value
+
+
+def _add_synon(metadata: dict, value: str) -> None:
+    """Read one ``Synon:`` line: a coded key (NIST ``$:28<InChIKey>``, GMD ``METB InChIKey: ...``) or a name.
+
+    Coded keys become metadata keys (``inchikey``, ``retention_index``, ``adduct``, ...; a key already set
+    by its own line is kept). Names, NIST codes not in :data:`_NIST_SYNON_CODES` and coded lines without a
+    value are added to the list ``synonyms`` as written.
+    """
+    if value.startswith("$:"):
+        coded = _NIST_SYNON_CODE.match(value)
+        key = _NIST_SYNON_CODES.get(coded.group(1)) if coded else None
+        text = coded.group(2).strip() if coded else ""
+        if key is not None and text:
+            if key == "ionmode":
+                text = _NIST_ION_MODES.get(text.lower(), text)
+            metadata.setdefault(key, text)
+            return
+    else:
+        code, separator, text = value.partition(":")
+        code, text = code.strip().lower(), text.strip()
+        if separator and text and (code in _SYNON_MSP_KEYS or (code.split() or [""])[0] in _GOLM_KEY_WORDS):
+            _store_value(metadata, code, text, from_synon=True)
+            return
+    metadata.setdefault("synonyms", []).append(value)
+
+
 def _simple_pair(line: str) -> tuple[float, float] | None:
     """The pair of a plain ``"mz intensity"`` peak line (the common case, parsed fast); ``None`` for others."""
     parts = line.split()
@@ -276,6 +399,7 @@ class _RecordBuilder:
         self.comments: dict = {}
         self.in_peaks = False
         self.expected_peaks = -1
+        self.named = False  # a Name line was read (MSP): the next one starts a new record
         self.problem: tuple[int, str] | None = None  # (line, reason)
 
     def __bool__(self) -> bool:
@@ -407,7 +531,10 @@ def iter_msp(path: str | os.PathLike, problems: list[RecordProblem] | None = Non
         infinite value, a negative intensity or an m/z outside ``0..MAX_READ_MZ``, when a line is binary
         (NUL bytes), or when the file ends inside its peak list (a truncated file). Records without
         ``Num Peaks`` are read when their peak lines follow the metadata; records with fewer peaks than
-        ``Num Peaks`` announces are kept unless they end the file.
+        ``Num Peaks`` announces are kept unless they end the file. ``Name`` need not be a record's first
+        line (RIKEN / MS-DIAL exports): a record ends at a blank line, at a second ``Name`` line or at a
+        metadata line after its announced peaks. Coded ``Synon:`` lines (NIST ``$:NN``, Golm/GMD
+        ``KEY: value``) are read as metadata keys, see :class:`SpectrumRecord`.
     """
     yield from _read_records(_msp_records, path, problems, on_error, check_peaks)
 
@@ -451,15 +578,20 @@ def _msp_records(path: Path, handle, report: _Problems, check_peaks: bool) -> It
             continue
         key = key.strip().lower()
         value = value.strip()
-        if key == "name" and record:
-            # A new record without a blank separator line.
+        # A new record without a blank separator line: a second Name line, a Name line after the peaks, or a
+        # metadata line after all the peaks Num Peaks announced (RIKEN / MS-DIAL records, where Name is not
+        # the first line, run together). A Name line after other metadata is the same record's.
+        if (key == "name" and (record.named or record.in_peaks)) or (
+                record.in_peaks and 0 <= record.expected_peaks <= len(mz) and not key[:1].isdigit()):
             finished = record.finish(path, report, line_number)
             if finished is not None:
                 yield finished
             record = _RecordBuilder(line_number, check_peaks)
             mz, intensities, peak_limit = record.mz, record.intensities, 0
+        if key == "name":
+            record.named = True
         if key == "synon":
-            record.metadata.setdefault("synonyms", []).append(value)
+            _add_synon(record.metadata, value)
             continue
         if key == "comments" and "=" in value:
             _parse_comment_pairs(value, record.metadata)
@@ -478,7 +610,7 @@ def _msp_records(path: Path, handle, report: _Problems, check_peaks: bool) -> It
             except ValueError:
                 record.expected_peaks = -1
             peak_limit = record.expected_peaks if record.expected_peaks >= 0 else _NO_LIMIT
-        record.metadata[_MSP_KEY_ALIASES.get(key, key.replace(" ", "_"))] = value
+        _store_value(record.metadata, key, value)
     if record:
         truncated = record.in_peaks and 0 <= len(record.mz) < record.expected_peaks
         finished = record.finish(path, report, line_number, truncated=truncated)
@@ -595,7 +727,7 @@ _SKIPPED_KEYS = {"num_peaks", "peak_comments", "synonyms"}
 _LINE_BREAKING = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 
-def _format_value(value) -> str:
+def one_line_text(value) -> str:
     """A metadata value as one line of text: each line-breaking or control character becomes a space, so the
     file reads back with the same records (a name ``"benz\\r41 999\\rene"`` would otherwise add a peak line)."""
     if isinstance(value, bool):
@@ -603,7 +735,7 @@ def _format_value(value) -> str:
     if isinstance(value, float):
         return f"{value:.10g}"
     if isinstance(value, (list, tuple)):  # e.g. a predicted spectrum's expert_weights: comma-separated values
-        return ",".join(_format_value(item) for item in value)
+        return ",".join(one_line_text(item) for item in value)
     return _LINE_BREAKING.sub(" ", str(value))
 
 
@@ -626,13 +758,13 @@ def msp_header(metadata: dict) -> str:
     for key, label in _MSP_HEADER_KEYS:
         value = metadata.get(key)
         if value not in (None, ""):
-            lines.append(f"{label}: {_format_value(value)}\n")
+            lines.append(f"{label}: {one_line_text(value)}\n")
     for synonym in metadata.get("synonyms", []) or []:
-        lines.append(f"Synon: {_format_value(synonym)}\n")
+        lines.append(f"Synon: {one_line_text(synonym)}\n")
     written = {key for key, _ in _MSP_HEADER_KEYS} | _SKIPPED_KEYS
     for key, value in metadata.items():
         if key not in written and value not in (None, ""):
-            lines.append(f"{_format_value(key)}: {_format_value(value)}\n")
+            lines.append(f"{one_line_text(key)}: {one_line_text(value)}\n")
     return "".join(lines)
 
 
@@ -645,11 +777,11 @@ def format_msp_record(metadata: dict, mz: np.ndarray, intensities: np.ndarray) -
 def mgf_header(metadata: dict) -> str:
     """``BEGIN IONS`` and the metadata lines of an MGF record, each ending with a newline."""
     title = metadata.get("compound_name") or metadata.get("spectrum_id") or metadata.get("inchikey") or ""
-    lines = ["BEGIN IONS\n", f"TITLE={_format_value(title)}\n"]
+    lines = ["BEGIN IONS\n", f"TITLE={one_line_text(title)}\n"]
     for key, value in metadata.items():
         if key in _SKIPPED_KEYS or key == "title" or value in (None, ""):
             continue
-        lines.append(f"{_format_value(key).upper()}={_format_value(value)}\n")
+        lines.append(f"{one_line_text(key).upper()}={one_line_text(value)}\n")
     return "".join(lines)
 
 
@@ -659,8 +791,13 @@ def format_mgf_record(metadata: dict, mz: np.ndarray, intensities: np.ndarray) -
     return mgf_header(metadata) + "".join(p + "\n" for p in peak_lines) + "END IONS\n\n"
 
 
-def _as_record(item: Spectrum | SpectrumRecord) -> SpectrumRecord:
-    return item if isinstance(item, SpectrumRecord) else spectrum_to_record(item)
+def as_record(item: Spectrum | SpectrumRecord) -> SpectrumRecord:
+    """A :class:`SpectrumRecord` as it is, or a :class:`matchms.Spectrum` as one; a ``TypeError`` for anything else."""
+    if isinstance(item, SpectrumRecord):
+        return item
+    if isinstance(item, Spectrum):
+        return spectrum_to_record(item)
+    raise TypeError(f"expected a matchms Spectrum or a SpectrumRecord, got {type(item).__name__}")
 
 
 def write_spectra(
@@ -693,7 +830,7 @@ def write_spectra(
     count = 0
     with atomic_output(path) as handle:
         for item in spectra:
-            record = _as_record(item)
+            record = as_record(item)
             intensities = record.intensities
             if intensity_scale is not None and intensities.size and intensities.max() > 0:
                 intensities = np.round(intensities / intensities.max() * intensity_scale)

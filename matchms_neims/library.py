@@ -31,6 +31,7 @@ from matchms_neims.chemistry import MAX_SMILES_LENGTH, shortened
 from matchms_neims.io import (
     CUT_LINE_MARK,
     MAX_LINE_LENGTH,
+    count_records,
     decoded_lines,
     detect_format,
     is_gzip,
@@ -93,6 +94,17 @@ def molecule_format(path: str | os.PathLike) -> str:
 
 def _label(where: str, name: str) -> str:
     return f"{where} ({name})" if name else where
+
+
+def estimated_molecule_count(path: str | os.PathLike) -> int | None:
+    """About how many molecules :func:`read_molecules` will yield from ``path`` (a progress bar's total), from one
+    fast pass over the file (:func:`matchms_neims.io.count_records`); ``None`` when the file cannot be counted."""
+    kind = {"smi": "lines", "csv": "rows", "tsv": "rows"}.get(molecule_format(path), molecule_format(path))
+    try:
+        return count_records(path, kind)
+    except (OSError, EOFError, zlib.error) as error:  # a damaged file: the reader reports it, the bar has no total
+        logger.debug("%s: not counted for the progress bar (%s)", path, error)
+        return None
 
 
 def read_molecules(path: str | os.PathLike, smiles_column: str | None = None,
@@ -500,7 +512,7 @@ def build_library(
         raise ValueError("chunk_size and batch_size must be at least 1")
     if isinstance(molecules, (str, os.PathLike)):
         inputs = read_molecules(molecules)
-        total = None
+        total = estimated_molecule_count(molecules) if progress else None
     else:
         total = len(molecules) if hasattr(molecules, "__len__") else None
         inputs = _as_inputs(molecules)

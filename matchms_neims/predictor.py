@@ -436,18 +436,27 @@ class NeimsPredictor:
                           expert_weights: Sequence[float] | None = None) -> dict:
         """Metadata written into every predicted spectrum (matchms harmonised keys).
 
+        A predicted spectrum is a record of its own: ``spectrum_id`` is the model name and the InChIKey, and the
+        EI metadata (``ionmode: positive``, ``ms_level: "1"``, ``ionization: EI``, ``ionization_energy: 70 eV``,
+        MassBank's form) lets matchms's requirement filters (``require_correct_ms_level(required_ms_level=1)``,
+        ``require_correct_ionmode``) accept it.
+
         ``uncertainty`` (MC-dropout predictions) is stored as ``prediction_uncertainty``; ``expert_weights``
         (mixture-of-experts models) as ``expert_weights``, a list of floats rounded to 4 decimals. Models with a
         formula head note molecules rendered by its fallback in ``formula_head_fallback`` (the reason).
         """
         metadata = {
+            "spectrum_id": f"{self.model_name}:{info.inchikey}",
             "compound_name": molecule.name or info.inchikey or info.smiles,
             "smiles": info.smiles,
             "inchikey": info.inchikey,
             "formula": info.formula,
             "nominal_mass": info.nominal_mass,
             "exact_mass": round(info.exact_mass, 5),
+            "ionmode": "positive",
+            "ms_level": "1",
             "ionization": "EI",
+            "ionization_energy": "70 eV",
             "predicted": True,
             "model_name": self.model_name,
             "model_version": self.model_version,

@@ -3,9 +3,10 @@
 The search works on nominal-mass (unit-resolution) spectra, as EI libraries do. Every spectrum is binned
 to integer m/z ``0..max_mz`` (peaks rounded to the nearest integer m/z with :func:`numpy.rint`, intensities
 in the same bin summed, peaks above ``max_mz`` or with non-positive intensity dropped, exactly as
-:func:`matchms_neims.spectra.bin_spectrum` does), weighted with ``mz**mz_power * intensity**intensity_power``
-and L2-normalised. A whole block of queries is then scored against the whole library with a single dense
-matrix product, so there is no Python loop over library entries.
+:func:`matchms_neims.spectra.bin_spectrum` does; the peaks dropped for lying above ``max_mz`` are counted in
+:attr:`SpectralMatrix.above_max_mz` and :class:`SearchResult`, and logged per file), weighted with
+``mz**mz_power * intensity**intensity_power`` and L2-normalised. A whole block of queries is then scored
+against the whole library with a single dense matrix product, so there is no Python loop over library entries.
 
 On spectra with integer m/z values the scores equal
 ``matchms.similarity.CosineGreedy(tolerance=0.5, mz_power=mz_power, intensity_power=intensity_power)``
@@ -20,6 +21,7 @@ library matching.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,9 +29,13 @@ from pathlib import Path
 
 import numpy as np
 from matchms import Spectrum
+from tqdm.auto import tqdm
 
-from matchms_neims.io import SpectrumRecord, iter_records, spectrum_to_record
+from matchms_neims.io import SpectrumRecord, as_record, count_records, iter_records, spectrum_to_record
+from matchms_neims.spectra import bin_peak_lists
 from matchms_neims.utils import atomic_output
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MZ_POWER = 1.0
 DEFAULT_INTENSITY_POWER = 0.5
@@ -97,12 +103,6 @@ def _nominal_mass(metadata: dict) -> float:
     return float("nan")
 
 
-def _as_record(item: Spectrum | SpectrumRecord) -> SpectrumRecord:
-    if isinstance(item, SpectrumRecord):
-        return item
-    if isinstance(item, Spectrum):
-        return spectrum_to_record(item)
-    raise TypeError(f"expected a matchms Spectrum or a SpectrumRecord, got {type(item).__name__}")
 
 
 class SpectralMatrix:
@@ -112,8 +112,8 @@ class SpectralMatrix:
     base peak scaled to 1, weighted with ``mz**mz_power * intensity**intensity_power`` and divided by its
     L2 norm, so that the cosine score of two spectra is the dot product of their rows. Spectra without
     peaks (or whose weights are all zero, e.g. a single peak at m/z 0 with ``mz_power > 0``) get a zero row
-    and score 0 against everything. Peaks above ``max_mz`` are dropped. The matrix takes about
-    ``5 * n * (max_mz + 1)`` bytes (float32 vectors plus the bool peak matrix).
+    and score 0 against everything. Peaks above ``max_mz`` are dropped (and counted in ``above_max_mz``).
+    The matrix takes about ``5 * n * (max_mz + 1)`` bytes (float32 vectors plus the bool peak matrix).
 
     Use :meth:`from_file`, :meth:`from_spectra` or :meth:`from_records` to build one.
 
@@ -132,6 +132,9 @@ class SpectralMatrix:
         :func:`search_library`.
     max_mz, mz_power, intensity_power
         The settings the matrix was built with.
+    above_max_mz
+        Peaks of each row (int32) that were not binned because their nominal m/z is above ``max_mz``
+        (peaks with a positive intensity only; zeros where not known).
     """
 
     def __init__(
@@ -143,6 +146,8 @@ class SpectralMatrix:
         mz_power: float = DEFAULT_MZ_POWER,
         intensity_power: float = DEFAULT_INTENSITY_POWER,
         masses: np.ndarray | None = None,
+        above_max_mz: np.ndarray | None = None,
+        occupied_columns: slice | None = None,
     ) -> None:
         vectors = np.asarray(vectors, dtype=np.float32)
         peaks = np.asarray(peaks, dtype=bool)
@@ -154,13 +159,28 @@ class SpectralMatrix:
             raise ValueError(f"{len(metadata)} metadata entries for {vectors.shape[0]} spectra")
         self.vectors = vectors
         self.peaks = peaks
-        self.metadata = list(metadata)
+        # a list is copied; another sequence (an index's rows, decoded on demand) is kept as it is
+        self.metadata = metadata if isinstance(metadata, Sequence) and not isinstance(metadata, list) else list(
+            metadata)
         self.masses = np.full(len(self.metadata), np.nan) if masses is None else np.asarray(masses, dtype=np.float64)
         if self.masses.shape != (len(self.metadata),):
             raise ValueError(f"{self.masses.shape[0]} masses for {len(self.metadata)} spectra")
         self.max_mz = int(max_mz)
         self.mz_power = float(mz_power)
         self.intensity_power = float(intensity_power)
+        n = len(self.metadata)
+        self.above_max_mz = np.zeros(n, np.int32) if above_max_mz is None else np.asarray(above_max_mz, np.int32)
+        if self.above_max_mz.shape != (n,):
+            raise ValueError(f"{self.above_max_mz.shape[0]} above_max_mz counts for {n} spectra")
+        self._occupied = occupied_columns
+
+    def occupied_columns(self) -> slice:
+        """The columns ``lo:hi`` outside which every vector is zero; the matrix product skips the others (a
+        predicted library up to m/z 500 halves the work at ``max_mz`` 1000). Computed once, unless given."""
+        if self._occupied is None:
+            used = np.flatnonzero(self.vectors.any(axis=0))
+            self._occupied = slice(int(used[0]), int(used[-1]) + 1) if used.size else slice(0, 0)
+        return self._occupied
 
     def __len__(self) -> int:
         return self.vectors.shape[0]
@@ -191,7 +211,7 @@ class SpectralMatrix:
         records
             Records (or matchms spectra); any iterable, consumed once.
         max_mz
-            Highest nominal m/z kept; peaks above it are dropped.
+            Highest nominal m/z kept; peaks above it are dropped and counted in :attr:`above_max_mz`.
         mz_power, intensity_power
             Peak weighting ``mz**mz_power * intensity**intensity_power`` (matchms CosineGreedy convention).
 
@@ -206,16 +226,18 @@ class SpectralMatrix:
         peak_blocks: list[np.ndarray] = []
         metadata: list[dict] = []
         masses: list[float] = []
+        above_blocks: list[np.ndarray] = []
         block: list[SpectrumRecord] = []
 
         def flush() -> None:
-            vectors, peaks = _bin_block(block, max_mz, mz_weights, float(intensity_power))
+            above_blocks.append(np.zeros(len(block), dtype=np.int32))
+            vectors, peaks = _bin_block(block, max_mz, mz_weights, float(intensity_power), above_blocks[-1])
             vector_blocks.append(vectors)
             peak_blocks.append(peaks)
             block.clear()
 
         for item in records:
-            record = _as_record(item)
+            record = as_record(item)
             metadata.append(_row_metadata(record.metadata))
             masses.append(_nominal_mass(record.metadata))
             block.append(record)
@@ -226,7 +248,8 @@ class SpectralMatrix:
         vectors = vector_blocks[0] if len(vector_blocks) == 1 else np.concatenate(vector_blocks)
         vector_blocks.clear()
         peaks = peak_blocks[0] if len(peak_blocks) == 1 else np.concatenate(peak_blocks)
-        return cls(vectors, peaks, metadata, max_mz, mz_power, intensity_power, np.array(masses, dtype=np.float64))
+        return cls(vectors, peaks, metadata, max_mz, mz_power, intensity_power, np.array(masses, dtype=np.float64),
+                   np.concatenate(above_blocks))
 
     @classmethod
     def from_spectra(
@@ -252,41 +275,22 @@ class SpectralMatrix:
 
 
 def _bin_block(
-    records: Sequence[SpectrumRecord], max_mz: int, mz_weights: np.ndarray, intensity_power: float
+    records: Sequence[SpectrumRecord], max_mz: int, mz_weights: np.ndarray, intensity_power: float,
+    above_max_mz: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Bin, weight and L2-normalise a block of records at once.
 
     Returns the float32 weighted vectors and the bool peak matrix, both ``(len(records), max_mz + 1)``.
+    ``above_max_mz``, an int array of ``len(records)`` zeros, receives each record's number of peaks (finite,
+    positive intensity) left out because their nominal m/z is above ``max_mz``.
     """
     width = max_mz + 1
-    n = len(records)
-    if n == 0:
+    if not records:
         return np.zeros((0, width), dtype=np.float32), np.zeros((0, width), dtype=bool)
-    lengths = np.fromiter((r.mz.size for r in records), dtype=np.int64, count=n)
-    if lengths.sum():
-        mz = np.concatenate([np.asarray(r.mz, dtype=np.float64).ravel() for r in records])
-        intensities = np.concatenate([np.asarray(r.intensities, dtype=np.float64).ravel() for r in records])
-    else:
-        mz = intensities = np.zeros(0)
-    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
-    with np.errstate(invalid="ignore"):
-        keep = np.isfinite(mz) & np.isfinite(intensities) & (intensities > 0)
-        bins = np.rint(mz[keep])
-        keep_bins = (bins >= 0) & (bins <= max_mz)
-    kept_rows, kept = rows[keep][keep_bins], intensities[keep][keep_bins]
-    # each record scaled to its largest peak before peaks of one bin are summed: two peaks of 1e308 would
-    # overflow to inf (then NaN scores); the base-peak normalisation below makes the scaling a no-op otherwise
-    largest = np.ones(n)
-    if kept.size:  # rows are sorted: one reduceat over the runs of each row
-        starts = np.concatenate([[0], np.flatnonzero(np.diff(kept_rows)) + 1])
-        largest[kept_rows[starts]] = np.maximum.reduceat(kept, starts)
-    flat = kept_rows * width + bins[keep_bins].astype(np.int64)
-    dense = np.bincount(flat, weights=kept / largest[kept_rows], minlength=n * width)
-    dense = dense.astype(np.float64, copy=False).reshape(n, width)  # bincount returns int64 when nothing is kept
-
-    # Base peak 1 (as bin_spectrum), then weight only the occupied bins (0**0 would be 1 otherwise).
-    base = dense.max(axis=1)
-    dense /= np.where(base > 0, base, 1.0)[:, None]
+    dense, above = bin_peak_lists([r.mz for r in records], [r.intensities for r in records], max_mz)
+    if above_max_mz is not None:
+        above_max_mz += above.astype(above_max_mz.dtype)
+    # weight only the occupied bins (0**0 would be 1 otherwise)
     peaks = dense > 0
     occupied_rows, occupied_cols = np.nonzero(peaks)
     values = dense[occupied_rows, occupied_cols]
@@ -330,6 +334,37 @@ class Hit:
     spectrum_id: str = ""
 
 
+@dataclass(frozen=True)
+class PeaksAboveMaxMz:
+    """Peaks a search did not compare because their nominal m/z is above ``max_mz``.
+
+    Attributes
+    ----------
+    peaks
+        Number of such peaks (with a positive intensity).
+    records
+        Number of spectra holding at least one of them.
+    """
+
+    peaks: int = 0
+    records: int = 0
+
+    @classmethod
+    def of(cls, matrix: SpectralMatrix) -> PeaksAboveMaxMz:
+        """The counts of a :class:`SpectralMatrix` (from its :attr:`SpectralMatrix.above_max_mz`)."""
+        return cls(int(matrix.above_max_mz.sum()), int(np.count_nonzero(matrix.above_max_mz)))
+
+    def __add__(self, other: PeaksAboveMaxMz) -> PeaksAboveMaxMz:
+        return PeaksAboveMaxMz(self.peaks + other.peaks, self.records + other.records)
+
+    def message(self, label: str, max_mz: int) -> str:
+        """E.g. ``"queries.msp: 12 peaks above m/z 1000 (--max-mz) in 3 records were not compared"``."""
+        peaks = "1 peak" if self.peaks == 1 else f"{self.peaks} peaks"
+        records = "1 record" if self.records == 1 else f"{self.records} records"
+        verb = "was" if self.peaks == 1 else "were"
+        return f"{label}: {peaks} above m/z {max_mz} (--max-mz) in {records} {verb} not compared"
+
+
 @dataclass
 class SearchResult:
     """Hits of every query, best first.
@@ -342,12 +377,19 @@ class SearchResult:
         Metadata of each query (keys ``name``, ``inchikey``, ``smiles``, ``spectrum_id``).
     n_queries, n_library
         Number of query and library spectra.
+    max_mz
+        Highest nominal m/z compared.
+    query_above_max_mz, library_above_max_mz
+        Peaks of the queries and of the library above ``max_mz``, which were not compared (also logged).
     """
 
     hits: list[list[Hit]]
     queries: list[dict] = field(default_factory=list)
     n_queries: int = 0
     n_library: int = 0
+    max_mz: int = DEFAULT_MAX_MZ
+    query_above_max_mz: PeaksAboveMaxMz = field(default_factory=PeaksAboveMaxMz)
+    library_above_max_mz: PeaksAboveMaxMz = field(default_factory=PeaksAboveMaxMz)
 
     def to_rows(self) -> list[dict]:
         """One dict per (query, hit) with the columns of :data:`TSV_COLUMNS`, in query then rank order."""
@@ -429,6 +471,51 @@ def _top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return top
 
 
+def _top_k_above(scores: np.ndarray, k: int, floor: np.ndarray) -> np.ndarray:
+    """:func:`_top_k` for a search that already holds ``top_k`` hits per query: only entries scoring at least
+    ``floor`` (per row) can still be hits, and those are few, so they are found with one comparison pass instead
+    of a selection over the whole row. A row with fewer than ``k`` such entries is filled with other entries
+    (scoring below ``floor``, never hits); a row with many uses :func:`_top_k`."""
+    n_rows, n_cols = scores.shape
+    cap = 4 * k + 64
+    if k >= n_cols or n_cols < 2 * cap:
+        return _top_k(scores, k)
+    rows, cols = np.divmod(np.flatnonzero(scores >= floor[:, None]), n_cols)
+    counts = np.bincount(rows, minlength=n_rows)
+    top = np.empty((n_rows, k), dtype=np.int64)
+    crowded = counts > cap
+    if crowded.any():
+        top[crowded] = _top_k(scores[crowded], k)
+        keep = ~crowded[rows]
+        rows, cols = rows[keep], cols[keep]
+    few = np.flatnonzero(~crowded)
+    if not few.size:
+        return top
+    # candidates of each row in positions 0..count-1, then fillers: the first entries below the floor
+    local = np.cumsum(~crowded) - 1  # row -> its position among the rows that are not crowded
+    rows = local[rows]
+    counts = counts[few]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    positions = np.arange(rows.size) - starts[rows]
+    indices = np.empty((few.size, cap), dtype=np.int64)
+    values = np.full((few.size, cap), -np.inf, dtype=np.float32)
+    indices[rows, positions] = cols
+    values[rows, positions] = scores[few[rows], cols]
+    fill_rows, fill_cols = np.nonzero(scores[few, : 2 * cap] < floor[few, None])
+    fill_starts = np.concatenate([[0], np.cumsum(np.bincount(fill_rows, minlength=few.size))[:-1]])
+    fill_positions = np.arange(fill_rows.size) - fill_starts[fill_rows] + counts[fill_rows]
+    keep = fill_positions < cap
+    indices[fill_rows[keep], fill_positions[keep]] = fill_cols[keep]
+    order = np.lexsort((indices, -values), axis=1)[:, :k]
+    top[few] = np.take_along_axis(indices, order, axis=1)
+    return top
+
+
+#: How far below a query's current ``top_k``-th score (float64) a matrix-product score (float32) may lie and the
+#: entry still be taken as a candidate: the float32 product of two unit vectors of 1,001 terms is within ~6e-5.
+_FLOOR_MARGIN = 2e-4
+
+
 def _rescored(query_vectors: np.ndarray, library_vectors: np.ndarray, candidates: np.ndarray, scores: np.ndarray,
               k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best of each row's candidates, rescored pair by pair in float64.
@@ -442,8 +529,8 @@ def _rescored(query_vectors: np.ndarray, library_vectors: np.ndarray, candidates
     step = max(1, _GATHER_ELEMENTS // max(1, candidates.shape[1] * library_vectors.shape[1]))
     for start in range(0, len(candidates), step):
         stop = min(start + step, len(candidates))
-        rows = library_vectors[candidates[start:stop]].astype(np.float64)
-        exact[start:stop] = np.einsum("ikj,ij->ik", rows, query_vectors[start:stop].astype(np.float64))
+        rows = library_vectors[candidates[start:stop]]  # cast to float64 by einsum in its buffers, not copied
+        exact[start:stop] = np.einsum("ikj,ij->ik", rows, query_vectors[start:stop], dtype=np.float64)
     np.clip(exact, 0.0, 1.0, out=exact)
     exact[np.take_along_axis(scores, candidates, axis=1) < 0] = -1.0
     order = np.lexsort((candidates, -exact), axis=1)[:, :k]
@@ -471,7 +558,7 @@ def _outside_mass_window(query_masses: np.ndarray, library_masses: np.ndarray, w
 
 def iter_search_blocks(
     queries: SpectralMatrix, library: SpectralMatrix, top_k: int, block_size: int = 1024,
-    mass_window: float | None = None,
+    mass_window: float | None = None, floor: np.ndarray | None = None,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
     """Score query blocks against the library.
 
@@ -479,18 +566,22 @@ def iter_search_blocks(
     array of shape ``(block, min(top_k, n_library))``. Memory is bounded by ``block_size * n_library``
     float32 scores. With ``mass_window``, library entries whose nominal mass differs from the query's by
     more than the window score -1 (both masses must be known; see :attr:`SpectralMatrix.masses`).
+    ``floor`` (float32, one per query), when the caller already holds ``top_k`` hits scoring at least
+    ``floor + _FLOOR_MARGIN``: the entries scoring below it are not hits, and a row's indices are then exact only
+    for the entries at or above it (the others are fillers, which the caller's merge drops).
     """
     if queries.settings != library.settings:
         raise ValueError(f"query settings {queries.settings} differ from library settings {library.settings}")
     k = min(int(top_k), len(library))
-    library_t = library.vectors.T
+    columns = library.occupied_columns()  # the other columns of the library are zero: skipped in the product
+    library_t = library.vectors[:, columns].T
     for start in range(0, len(queries), max(1, int(block_size))):
         stop = min(start + max(1, int(block_size)), len(queries))
         if k == 0:
             empty = np.zeros((stop - start, 0))
             yield start, empty.astype(np.int64), empty, empty.astype(np.int64)
             continue
-        scores = queries.vectors[start:stop] @ library_t
+        scores = queries.vectors[start:stop, columns] @ library_t
         np.clip(scores, 0.0, 1.0, out=scores)
         if mass_window is not None:
             scores[_outside_mass_window(queries.masses[start:stop], library.masses, mass_window)] = -1.0
@@ -498,23 +589,34 @@ def iter_search_blocks(
         rows_per_chunk = max(1, _GATHER_ELEMENTS // max(1, scores.shape[1]))
         wide = min(k + RESCORED_EXTRA, scores.shape[1])
         top = np.concatenate(
-            [_top_k(scores[i : i + rows_per_chunk], wide) for i in range(0, scores.shape[0], rows_per_chunk)]
+            [_top_k(scores[i : i + rows_per_chunk], wide) if floor is None
+             else _top_k_above(scores[i : i + rows_per_chunk], wide, floor[start:stop][i : i + rows_per_chunk])
+             for i in range(0, scores.shape[0], rows_per_chunk)]
         )
-        top, top_scores = _rescored(queries.vectors[start:stop], library.vectors, top, scores, k)
+        top, top_scores = _rescored(queries.vectors[start:stop, columns], library.vectors[:, columns], top, scores, k)
         matches = _count_matches(queries.peaks[start:stop], library.peaks, top)
         yield start, top, top_scores, matches
 
 
 def iter_library_blocks(
-    library: SpectraInput, block_entries: int, max_mz: int, mz_power: float, intensity_power: float
+    library: SpectraInput, block_entries: int, max_mz: int, mz_power: float, intensity_power: float,
+    reuse_buffers: bool = False,
 ) -> Iterator[SpectralMatrix]:
     """The library as consecutive :class:`SpectralMatrix` blocks of at most ``block_entries`` spectra.
 
     A file or an iterable is read once, block by block, so only one block is in memory at a time; a
-    :class:`SpectralMatrix` is yielded whole. An empty library gives one empty block.
+    :class:`SpectralMatrix` is yielded whole. A library index (:mod:`matchms_neims.library_index`: a path or an
+    open :class:`~matchms_neims.library_index.LibraryIndex`) is read through its memory map, block by block; its
+    settings must be these; with ``reuse_buffers`` its blocks share their arrays, each valid until the next is asked
+    for. An empty library gives one empty block.
     """
+    from matchms_neims.library_index import LibraryIndex, is_library_index, iter_index_blocks
+
     if isinstance(library, SpectralMatrix):
         yield _as_matrix(library, max_mz, mz_power, intensity_power, "library")
+        return
+    if isinstance(library, LibraryIndex) or isinstance(library, str | os.PathLike) and is_library_index(library):
+        yield from iter_index_blocks(library, block_entries, max_mz, mz_power, intensity_power, reuse_buffers)
         return
     if isinstance(library, str | os.PathLike):
         library = iter_records(library)
@@ -549,13 +651,18 @@ def search_library(
     block_size: int = 1024,
     library_block_size: int = 100_000,
     mass_window: float | None = None,
+    query_label: str | None = None,
+    library_label: str | None = None,
+    progress: bool = False,
+    expected_library_size: int | None = None,
 ) -> SearchResult:
     """Find the ``top_k`` most similar library spectra of every query (unit-resolution cosine).
 
     Scores equal ``CosineGreedy(tolerance=0.5, mz_power=mz_power, intensity_power=intensity_power)`` on the
     binned spectra, and matched peaks equal its ``matches`` (see the module docstring). Spectra are binned
-    to nominal m/z first; peaks above ``max_mz`` are dropped. Queries or library spectra without peaks score
-    0 against everything.
+    to nominal m/z first; peaks above ``max_mz`` are not compared: they are counted in the result
+    (:attr:`SearchResult.query_above_max_mz`, :attr:`SearchResult.library_above_max_mz`) and a warning per
+    file gives their number. Queries or library spectra without peaks score 0 against everything.
 
     A library file or list is streamed in blocks of ``library_block_size`` spectra, keeping only the
     running top ``k`` of every query and the metadata of those hits, so libraries far larger than memory
@@ -566,7 +673,10 @@ def search_library(
     queries, library
         An MSP/MGF file path, a list of :class:`matchms.Spectrum`, a list of
         :class:`~matchms_neims.io.SpectrumRecord`, or a :class:`SpectralMatrix` (which must have been built
-        with the same ``max_mz``, ``mz_power`` and ``intensity_power``).
+        with the same ``max_mz``, ``mz_power`` and ``intensity_power``). The library may also be a library
+        index (``matchms-neims index``; a path or a :class:`~matchms_neims.library_index.LibraryIndex`), read
+        through a memory map block by block, with the same hits as its MSP/MGF file; it must have been built with
+        these settings (:class:`~matchms_neims.library_index.LibraryIndexError` otherwise).
     top_k
         Number of hits per query; fewer when the library is smaller (or the mass window leaves fewer).
     mz_power, intensity_power
@@ -584,6 +694,14 @@ def search_library(
         can be hits. Applies where both masses are known (``nominal_mass``/MSP ``MW``, ``exact_mass`` or
         ``parent_mass`` metadata, :attr:`SpectralMatrix.masses`); a query without a mass is compared with every entry.
         ``None`` (default): no prefilter.
+    query_label, library_label
+        Names of the query and library inputs in the warning about peaks above ``max_mz`` (default: the file
+        name of a path, else ``"queries"`` and ``"library"``).
+    progress
+        Show a tqdm bar of the library spectra scored.
+    expected_library_size
+        The bar's total; by default a library file's records are counted (:func:`~matchms_neims.io.count_records`)
+        and a list's length is taken (a stream of records has no total).
 
     Returns
     -------
@@ -597,15 +715,23 @@ def search_library(
     if mass_window is not None and mass_window < 0:
         raise ValueError(f"mass_window must be >= 0, got {mass_window}")
     query_matrix = _as_matrix(queries, max_mz, mz_power, intensity_power, "query")
+    query_above = PeaksAboveMaxMz.of(query_matrix)
+    _log_above_max_mz(query_above, _input_label(queries, query_label, "queries"), max_mz)
+    library_above = PeaksAboveMaxMz()
     n_queries = len(query_matrix)
     best = (np.zeros((n_queries, 0), dtype=np.int64), np.zeros((n_queries, 0)), np.zeros((n_queries, 0), np.int64))
     hit_metadata: dict[int, dict] = {}
     n_library = 0
-    for block in iter_library_blocks(library, library_block_size, max_mz, mz_power, intensity_power):
+    total = expected_library_size if expected_library_size is not None or not progress else _library_total(library)
+    bar = tqdm(total=total, unit="spectra", desc="searching", disable=not progress, dynamic_ncols=True)
+    for block in iter_library_blocks(library, library_block_size, max_mz, mz_power, intensity_power,
+                                     reuse_buffers=True):  # each block is done with before the next is read
         width = min(top_k, best[0].shape[1] + len(block))
         merged = tuple(np.zeros((n_queries, width), dtype=part.dtype) for part in best)
+        # once every query has top_k hits, entries below the k-th score cannot be hits: skip selecting among them
+        floor = (best[1][:, -1] - _FLOOR_MARGIN).astype(np.float32) if top_k and best[1].shape[1] == top_k else None
         for start, top, top_scores, matches in iter_search_blocks(query_matrix, block, top_k, block_size,
-                                                                  mass_window):
+                                                                  mass_window, floor):
             rows = slice(start, start + len(top))
             for target, values in zip(merged, _merge_top_k(tuple(part[rows] for part in best),
                                                            (top + n_library, top_scores, matches), top_k)):
@@ -615,7 +741,10 @@ def search_library(
                 hit_metadata[index] = block.metadata[index - n_library]
         best = merged
         n_library += len(block)
+        library_above += PeaksAboveMaxMz.of(block)
         hit_metadata = {index: hit_metadata[index] for index in np.unique(best[0]).tolist()}
+        bar.update(len(block))
+    bar.close()
     hits: list[list[Hit]] = []
     for indices, scores, counts in zip(*(part.tolist() for part in best)):
         row = []
@@ -636,4 +765,46 @@ def search_library(
                 )
             )
         hits.append(row)
-    return SearchResult(hits=hits, queries=list(query_matrix.metadata), n_queries=n_queries, n_library=n_library)
+    _log_above_max_mz(library_above, _input_label(library, library_label, "library"), max_mz)
+    return SearchResult(hits=hits, queries=list(query_matrix.metadata), n_queries=n_queries, n_library=n_library,
+                        max_mz=int(max_mz), query_above_max_mz=query_above, library_above_max_mz=library_above)
+
+
+def _library_total(library: SpectraInput) -> int | None:
+    """Spectra in the library for a progress bar: a file's records counted (:func:`library_file_size`), a list's
+    length, or ``None``."""
+    if isinstance(library, str | os.PathLike):
+        return library_file_size(library)
+    return len(library) if hasattr(library, "__len__") else None
+
+
+def library_file_size(path: str | os.PathLike) -> int | None:
+    """About how many spectra an MSP/MGF file (optionally .gz) holds, from one fast pass, or a library index holds;
+    ``None`` if unreadable."""
+    from matchms_neims.library_index import LibraryIndex, LibraryIndexError, is_library_index
+
+    if is_library_index(path):
+        try:
+            with LibraryIndex(path) as index:
+                return len(index)
+        except (OSError, LibraryIndexError):  # the search reports it
+            return None
+    kind = "mgf" if ".mgf" in [suffix.lower() for suffix in Path(path).suffixes] else "msp"
+    try:
+        return count_records(path, kind)
+    except (OSError, EOFError):  # a damaged file: the reader reports it; the bar has no total
+        return None
+
+
+def _input_label(spectra: SpectraInput, label: str | None, default: str) -> str:
+    """How the warnings of :func:`search_library` name an input: ``label``, a path's file name, or ``default``."""
+    if label:
+        return label
+    if isinstance(spectra, str | os.PathLike):
+        return Path(spectra).name
+    return default
+
+
+def _log_above_max_mz(above: PeaksAboveMaxMz, label: str, max_mz: int) -> None:
+    if above.peaks:
+        logger.warning("%s", above.message(label, max_mz))

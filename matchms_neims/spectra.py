@@ -6,6 +6,8 @@ nominal m/z and whose base peak is 1.0. Files use base peak 999.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from matchms import Spectrum
 
@@ -20,27 +22,64 @@ def normalize_base_peak(vectors: np.ndarray) -> np.ndarray:
     return np.divide(vectors, peak, out=np.zeros_like(vectors), where=peak > 0)
 
 
-def bin_spectrum(mz: np.ndarray, intensities: np.ndarray, max_mz: int = DEFAULT_MAX_MZ) -> np.ndarray:
-    """Bin peaks to nominal m/z 0..max_mz and normalise the base peak to 1.
+def bin_peak_lists(mz_lists: Sequence[np.ndarray], intensity_lists: Sequence[np.ndarray], max_mz: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Bin many spectra at once to nominal m/z 0..max_mz, base peak 1: the one binning of the package.
 
-    Peaks are rounded to the nearest integer m/z; intensities of peaks falling in the same bin
-    (high-resolution data) are summed. Peaks above ``max_mz`` are dropped.
+    Peaks are rounded to the nearest integer m/z with :func:`numpy.rint`; intensities of one bin (high-resolution
+    data) are summed. Peaks with a non-finite m/z or intensity, a non-positive intensity or an m/z outside
+    ``0..max_mz`` are dropped. Each spectrum is scaled to its largest peak before a bin's peaks are summed: two
+    peaks of 1e308 would overflow to inf, then NaN.
+
+    Parameters
+    ----------
+    mz_lists, intensity_lists
+        The peaks of each spectrum (equal lengths per spectrum).
+    max_mz
+        Highest nominal m/z kept.
+
+    Returns
+    -------
+    vectors, above_max_mz
+        ``(n, max_mz + 1)`` float64 vectors (all zeros for a spectrum without peaks left), and each spectrum's number
+        of peaks (finite, positive intensity) left out because their nominal m/z is above ``max_mz``.
+    """
+    width = max_mz + 1
+    n = len(mz_lists)
+    lengths = np.fromiter((np.size(mz) for mz in mz_lists), dtype=np.int64, count=n)
+    if lengths.sum():
+        mz = np.concatenate([np.asarray(values, dtype=np.float64).ravel() for values in mz_lists])
+        intensities = np.concatenate([np.asarray(values, dtype=np.float64).ravel() for values in intensity_lists])
+    else:
+        mz = intensities = np.zeros(0)
+    if mz.shape != intensities.shape:
+        raise ValueError(f"{mz.size} m/z values but {intensities.size} intensities")
+    rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
+    with np.errstate(invalid="ignore"):
+        keep = np.isfinite(mz) & np.isfinite(intensities) & (intensities > 0)
+        bins = np.rint(mz[keep])
+        inside = (bins >= 0) & (bins <= max_mz)
+    above_max_mz = np.bincount(rows[keep][bins > max_mz], minlength=n).astype(np.int64)
+    kept_rows, kept = rows[keep][inside], intensities[keep][inside]
+    largest = np.ones(n)
+    if kept.size:  # rows are sorted: one reduceat over the runs of each row
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(kept_rows)) + 1])
+        largest[kept_rows[starts]] = np.maximum.reduceat(kept, starts)
+    flat = kept_rows * width + bins[inside].astype(np.int64)
+    vectors = np.bincount(flat, weights=kept / largest[kept_rows], minlength=n * width)
+    vectors = vectors.astype(np.float64, copy=False).reshape(n, width)  # bincount gives int64 when nothing is kept
+    return normalize_base_peak(vectors), above_max_mz
+
+
+def bin_spectrum(mz: np.ndarray, intensities: np.ndarray, max_mz: int = DEFAULT_MAX_MZ) -> np.ndarray:
+    """Bin one spectrum's peaks to nominal m/z 0..max_mz, base peak 1 (:func:`bin_peak_lists`).
 
     Returns
     -------
     numpy.ndarray
         float32 vector of length ``max_mz + 1``; all zeros when no peak is left.
     """
-    vector = np.zeros(max_mz + 1, dtype=np.float64)
-    mz = np.asarray(mz, dtype=np.float64)
-    intensities = np.asarray(intensities, dtype=np.float64)
-    bins = np.rint(mz).astype(np.int64)
-    keep = (bins >= 0) & (bins <= max_mz) & (intensities > 0)
-    kept = intensities[keep]
-    # scaled to the largest peak before a bin's peaks are summed, as in search's binning: two peaks of 1e308
-    # would overflow to inf, then NaN; the base-peak normalisation makes the scaling a no-op otherwise
-    np.add.at(vector, bins[keep], kept / kept.max() if kept.size else kept)
-    return normalize_base_peak(vector).astype(np.float32)
+    return bin_peak_lists([mz], [intensities], max_mz)[0][0].astype(np.float32)
 
 
 def vector_to_peaks(vector: np.ndarray, min_relative_intensity: float = 0.0) -> tuple[np.ndarray, np.ndarray]:

@@ -76,6 +76,46 @@ def test_formula_models_predict_through_the_predictor(tmp_path, head):
         assert ethanol.peaks.mz.max() <= 46 + 1 + 23
 
 
+def test_bidirectional_fallback_serves_only_molecules_over_the_bound():
+    torch.manual_seed(0)
+    nominal = FormulaHead(32, hidden=8).eval()
+    routed = FormulaHead(32, hidden=8, fallback="bidirectional", fallback_training_fraction=0.5).eval()
+    routed.load_state_dict({**routed.state_dict(), **nominal.state_dict()})  # same formula part
+    smiles = ["Clc1ccccc1", "C[Hg]C", "CCO"]  # mercury has no isotope table: over the bound
+    mols = [Chem.MolFromSmiles(s) for s in smiles]
+    formula = torch.tensor(np.stack([formula_counts(m) for m in mols]), dtype=torch.float32)
+    masses = torch.tensor([112, 232, 46])
+    embedding = torch.randn(3, 32)
+    with torch.inference_mode():
+        expected_formula = nominal(embedding, masses, formula)
+        out = routed(embedding, masses, formula)
+        bidirectional = routed.bidirectional(embedding, masses)
+    torch.testing.assert_close(out[[0, 2]], expected_formula[[0, 2]])  # enumerated: the formula spectrum
+    torch.testing.assert_close(out[1], bidirectional[1])  # over the bound: the bidirectional head's
+    assert "bidirectional" in routed.fallback_reason(formula_counts(mols[1]))
+    assert routed.fallback_reason(formula_counts(mols[0])) is None
+    # training mode routes a seeded random part of the others too, and the bidirectional head always runs
+    routed.train()
+    rows = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        rows.append(routed._fallback_rows(routed._entries(formula.repeat(20, 1))[1]))
+    np.testing.assert_array_equal(rows[0], rows[1])
+    assert rows[0][1::3].all() and 0 < rows[0][0::3].sum() < 20  # mercury always, chlorobenzene about half
+    loss = routed(embedding, masses, formula).sum()
+    loss.backward()
+    assert routed.bidirectional.forward_layer.weight.grad is not None
+
+
+def test_fallback_options_are_checked():
+    with pytest.raises(ValueError, match="fallback"):
+        FormulaHead(8, fallback="nearest")
+    with pytest.raises(ValueError, match="needs fallback='bidirectional'"):
+        FormulaHead(8, fallback_training_fraction=0.2)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        FormulaHead(8, fallback="bidirectional", fallback_training_fraction=1.0)
+
+
 def test_formula_model_files_cannot_be_exported(tmp_path):
     from matchms_neims.export import export_model
 

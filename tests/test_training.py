@@ -128,3 +128,31 @@ def test_resumed_training_ends_where_an_uninterrupted_run_ends(tiny_config, tmp_
     assert straight["state_dict"].keys() == resumed["state_dict"].keys()
     for key, tensor in straight["state_dict"].items():
         assert torch.equal(tensor, resumed["state_dict"][key]), key
+
+
+def test_in_batch_retrieval_loss_rewards_the_right_molecule_and_ignores_duplicates():
+    from training.losses import in_batch_retrieval_loss
+
+    torch.manual_seed(0)
+    target = torch.rand(6, 60) ** 4
+    right = torch.sqrt(target)
+    shuffled = right[torch.tensor([1, 2, 3, 4, 5, 0])]
+    assert in_batch_retrieval_loss(right, target) < 0.01 < in_batch_retrieval_loss(shuffled, target)
+    # two spectra of one molecule (the same prediction twice) are not negatives of each other
+    duplicated = torch.cat([right[:3], right[:1]])
+    two_spectra = torch.cat([target[:3], target[:1]])
+    assert in_batch_retrieval_loss(duplicated, two_spectra) < 0.01
+    loss = in_batch_retrieval_loss(right.clone().requires_grad_(), target)
+    loss.backward()
+
+
+def test_baseline_trains_with_the_retrieval_loss(tiny_config, tmp_path):
+    from training.baseline import train_baseline
+
+    config = TrainConfig.from_yaml(tiny_config)
+    config.optim.retrieval_weight = 0.002
+    config.optim.max_epochs = 1
+    config.trainer.output_dir = str(tmp_path / "run")
+    config.export.path = str(tmp_path / "run" / "model.pt")
+    path = train_baseline(config, progress=False)
+    assert NeimsPredictor(path).predict("CCO")["mz"].size

@@ -12,7 +12,7 @@ from matchms_neims.featurize import Featurizer
 from matchms_neims.models import get_model_class
 from training.config import TrainConfig
 from training.data import SpectraDataModule
-from training.losses import batch_cosine, mass_weighted_mse
+from training.losses import batch_cosine, in_batch_retrieval_loss, mass_weighted_mse
 from training.optim import module_optimization
 from training.runner import export, fit, prepare
 
@@ -20,7 +20,9 @@ logger = logging.getLogger(__name__)
 
 
 class SpectrumRegressionModule(L.LightningModule):
-    """Trains a fingerprint -> spectrum model (the baseline) with the mass-weighted sqrt-intensity MSE.
+    """Trains a fingerprint -> spectrum model (the baseline) with the mass-weighted sqrt-intensity MSE, plus
+    ``optim.retrieval_weight`` times the in-batch library-search loss
+    (:func:`~training.losses.in_batch_retrieval_loss`).
 
     Logs ``train_loss``, ``val_loss`` and ``val_cosine`` (mean cosine of sqrt intensities), the
     metric used for checkpoint selection and early stopping.
@@ -39,6 +41,10 @@ class SpectrumRegressionModule(L.LightningModule):
         predicted = self(*batch["inputs"], batch["nominal_mass"])
         loss = mass_weighted_mse(predicted, batch["target"], self.config.optim.mass_power)
         batch_size = batch["target"].shape[0]
+        if stage == "train" and self.config.optim.retrieval_weight:
+            retrieval = in_batch_retrieval_loss(predicted, batch["target"], self.config.optim.retrieval_temperature)
+            self.log("train_retrieval_loss", retrieval, batch_size=batch_size)
+            loss = loss + self.config.optim.retrieval_weight * retrieval
         self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=stage != "train")
         if stage != "train":
             cosine = batch_cosine(predicted, torch.sqrt(batch["target"].clamp_min(0))).mean()

@@ -196,23 +196,7 @@ def _mb(n_bytes: float) -> str:
 
 # ------------------------------------------------------------------------------------------------ command
 
-def register_benchmark_memory(subparsers) -> None:
-    parser = subparsers.add_parser(
-        "benchmark-memory", help="RAM of the training data: in memory vs the lazy HDF5 dataset",
-        description="estimate: RAM per mode for --n-compounds and --ram-gb; benchmark: load the cache each way "
-                    "(fresh process each) and measure the resident memory; compare: both on the same spectra.")
-    parser.add_argument("--mode", choices=("estimate", "benchmark", "compare"), default="compare")
-    parser.add_argument("--config", default="training/configs/student_distill.yaml",
-                        help="training config: its data cache and featurizer (default: the student's)")
-    parser.add_argument("--n-compounds", type=int, default=None,
-                        help="spectra to plan for (estimate) or to load (benchmark, compare; default: the cache)")
-    parser.add_argument("--ram-gb", type=float, default=None, help="RAM of the training machine, for the advice")
-    parser.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default: the config's)")
-    parser.add_argument("-o", "--output", default=None, help="also write the results as JSON")
-    parser.set_defaults(handler=_run_benchmark_memory)
-
-
-def _run_benchmark_memory(args: argparse.Namespace) -> int:
+def run_benchmark_memory(args: argparse.Namespace) -> int:
     from training.baseline import make_featurizer
     from training.config import TrainConfig
     from training.data import build_cache

@@ -1,4 +1,8 @@
-"""``matchms-neims train`` and ``matchms-neims evaluate``, registered through entry points."""
+"""``matchms-neims train``, ``evaluate``, ``split``, ``ensemble`` and ``benchmark-memory`` (entry points).
+
+Only argument parsers live here, so that ``matchms-neims --help`` loads none of the training code (torch,
+Lightning): each handler imports its module when the command runs.
+"""
 
 from __future__ import annotations
 
@@ -88,10 +92,79 @@ def _run_split(args: argparse.Namespace) -> int:
 
 
 def register_evaluate(subparsers) -> None:
-    from training.evaluate import add_evaluate_arguments
-
     parser = subparsers.add_parser("evaluate", help="evaluate a model on a held-out split or spectra file",
                                    description="Spectrum similarity, peak recall, library-matching Recall@K, "
                                                "inference time; JSON + table.")
     add_evaluate_arguments(parser)
 
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=None, help="model file (default: the bundled model)")
+    parser.add_argument("--config", default="training/configs/baseline.yaml",
+                        help="training config whose data cache and split are used (default: baseline.yaml)")
+    parser.add_argument("--split", choices=("val", "test"), default="test",
+                        help="held-out split to evaluate (default: test)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config value, e.g. --set data.split_method=scaffold "
+                             "--set data.cache=cache/massbank_scaffold.h5 (repeatable)")
+    parser.add_argument("--spectra", default=None,
+                        help="evaluate on this MSP/MGF file (with SMILES) instead of a split of the cache")
+    parser.add_argument("--background", default=None,
+                        help="with --spectra: experimental library spectra of other molecules (MSP/MGF)")
+    parser.add_argument("--decoys", default=None, help="molecules (.smi/.csv/.sdf) predicted as library decoys")
+    parser.add_argument("--max-decoys", type=int, default=None, help="use only the first N decoy molecules")
+    parser.add_argument("--mz-power", type=float, default=1.0, help="library search m/z weighting (default 1)")
+    parser.add_argument("--intensity-power", type=float, default=0.5, help="library search intensity weighting")
+    parser.add_argument("--uncertainty-samples", type=int, default=30,
+                        help="models with MC dropout: samples for the uncertainty calibration (0: skip)")
+    parser.add_argument("--timing-molecules", type=int, default=200, help="molecules timed for latency (0: skip)")
+    parser.add_argument("-o", "--output", default=None, help="write the report as JSON here")
+    parser.set_defaults(handler=_run_evaluate)
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from training.evaluate import run_evaluate
+
+    return run_evaluate(args)
+
+
+def register_ensemble(subparsers) -> None:
+    parser = subparsers.add_parser("ensemble", help="combine trained teachers into one ensemble model file",
+                                   description="Average several TeacherGNN model files (same featurizer, data "
+                                               "and split) into one TeacherEnsemble model file, usable for "
+                                               "predict, evaluate and as distill.teacher.")
+    parser.add_argument("members", nargs="+", help="teacher model files (.pt)")
+    parser.add_argument("-o", "--output", required=True, help="ensemble model file to write (.pt)")
+    parser.add_argument("--weights", type=float, nargs="+", default=None, help="member weights (default: equal)")
+    parser.add_argument("--name", default="neims-teacher-ensemble", help="model name recorded in the file")
+    parser.set_defaults(handler=_run_ensemble)
+
+
+def _run_ensemble(args: argparse.Namespace) -> int:
+    from training.ensemble import build_teacher_ensemble
+
+    path = build_teacher_ensemble(args.members, args.output, args.weights, args.name)
+    print(f"ensemble of {len(args.members)} teachers written to {path}")
+    return 0
+
+
+def register_benchmark_memory(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "benchmark-memory", help="RAM of the training data: in memory vs the lazy HDF5 dataset",
+        description="estimate: RAM per mode for --n-compounds and --ram-gb; benchmark: load the cache each way "
+                    "(fresh process each) and measure the resident memory; compare: both on the same spectra.")
+    parser.add_argument("--mode", choices=("estimate", "benchmark", "compare"), default="compare")
+    parser.add_argument("--config", default="training/configs/student_distill.yaml",
+                        help="training config: its data cache and featurizer (default: the student's)")
+    parser.add_argument("--n-compounds", type=int, default=None,
+                        help="spectra to plan for (estimate) or to load (benchmark, compare; default: the cache)")
+    parser.add_argument("--ram-gb", type=float, default=None, help="RAM of the training machine, for the advice")
+    parser.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default: the config's)")
+    parser.add_argument("-o", "--output", default=None, help="also write the results as JSON")
+    parser.set_defaults(handler=_run_benchmark_memory)
+
+
+def _run_benchmark_memory(args: argparse.Namespace) -> int:
+    from training.benchmark_memory import run_benchmark_memory
+
+    return run_benchmark_memory(args)

@@ -60,6 +60,8 @@ class OptimConfig:
     max_lr: float = 1.0e-3  # onecycle: peak learning rate (lr is only AdamW's nominal value there)
     pct_start: float = 0.1  # onecycle: fraction of the steps spent warming up
     monitor: str = "val_cosine"  # checkpoint selection and early stopping: val_cosine or val_recall_at_10
+    retrieval_weight: float = 0.0  # baseline: weight of the in-batch library-search loss (in_batch_retrieval_loss)
+    retrieval_temperature: float = 0.05  # its softmax temperature
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,21 +70,3 @@ def build_teacher_ensemble(members: Sequence[str], output: str, weights: Sequenc
     path = save_model(output, ensemble.eval(), config, loaded[0].featurizer, metadata)
     logger.info("ensemble of %d teachers written to %s", len(members), path)
     return path
-
-
-def register_ensemble(subparsers) -> None:
-    parser = subparsers.add_parser("ensemble", help="combine trained teachers into one ensemble model file",
-                                   description="Average several TeacherGNN model files (same featurizer, data "
-                                               "and split) into one TeacherEnsemble model file, usable for "
-                                               "predict, evaluate and as distill.teacher.")
-    parser.add_argument("members", nargs="+", help="teacher model files (.pt)")
-    parser.add_argument("-o", "--output", required=True, help="ensemble model file to write (.pt)")
-    parser.add_argument("--weights", type=float, nargs="+", default=None, help="member weights (default: equal)")
-    parser.add_argument("--name", default="neims-teacher-ensemble", help="model name recorded in the file")
-    parser.set_defaults(handler=_run_ensemble)
-
-
-def _run_ensemble(args: argparse.Namespace) -> int:
-    path = build_teacher_ensemble(args.members, args.output, args.weights, args.name)
-    print(f"ensemble of {len(args.members)} teachers written to {path}")
-    return 0

@@ -20,30 +20,6 @@ from training.data import SPLITS, CacheMetadata, build_cache, read_spectra
 logger = logging.getLogger(__name__)
 
 
-def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=None, help="model file (default: the bundled model)")
-    parser.add_argument("--config", default="training/configs/baseline.yaml",
-                        help="training config whose data cache and split are used (default: baseline.yaml)")
-    parser.add_argument("--split", choices=("val", "test"), default="test",
-                        help="held-out split to evaluate (default: test)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override a config value, e.g. --set data.split_method=scaffold "
-                             "--set data.cache=cache/massbank_scaffold.h5 (repeatable)")
-    parser.add_argument("--spectra", default=None,
-                        help="evaluate on this MSP/MGF file (with SMILES) instead of a split of the cache")
-    parser.add_argument("--background", default=None,
-                        help="with --spectra: experimental library spectra of other molecules (MSP/MGF)")
-    parser.add_argument("--decoys", default=None, help="molecules (.smi/.csv/.sdf) predicted as library decoys")
-    parser.add_argument("--max-decoys", type=int, default=None, help="use only the first N decoy molecules")
-    parser.add_argument("--mz-power", type=float, default=1.0, help="library search m/z weighting (default 1)")
-    parser.add_argument("--intensity-power", type=float, default=0.5, help="library search intensity weighting")
-    parser.add_argument("--uncertainty-samples", type=int, default=30,
-                        help="models with MC dropout: samples for the uncertainty calibration (0: skip)")
-    parser.add_argument("--timing-molecules", type=int, default=200, help="molecules timed for latency (0: skip)")
-    parser.add_argument("-o", "--output", default=None, help="write the report as JSON here")
-    parser.set_defaults(handler=run_evaluate)
-
-
 def split_sets(config: TrainConfig, split: str) -> tuple[SpectraSet, SpectraSet]:
     """Queries (the split's spectra) and background (all spectra of the other splits) from the cache."""
     cache = build_cache(config.data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 
 def mass_weights(n_bins: int, mass_power: float, device=None) -> torch.Tensor:
@@ -31,6 +32,36 @@ def mass_weighted_mse(predicted_sqrt: torch.Tensor, target: torch.Tensor, mass_p
     weights = mass_weights(target.shape[-1], mass_power, target.device)
     per_row = (weights * (predicted_sqrt - torch.sqrt(target.clamp_min(0))) ** 2).mean(dim=-1)
     return per_row.mean() if sample_weight is None else _weighted_mean(per_row, sample_weight)
+
+
+def in_batch_retrieval_loss(predicted_sqrt: torch.Tensor, target: torch.Tensor, temperature: float = 0.05,
+                            mz_power: float = 1.0) -> torch.Tensor:
+    """Library search inside a batch as a loss (InfoNCE): each measured spectrum should score its own molecule's
+    prediction above the predictions of the batch's other molecules.
+
+    The score is the weighted cosine of ``search`` (``mz**mz_power * intensity**0.5``: the sqrt-intensity
+    vectors times m/z), so the loss rewards what Recall@k measures: a prediction that is close to its
+    spectrum *and* far from other molecules' spectra. The mean squared error alone rewards the first only;
+    predictions of heavy molecules that look alike (generic fragments) then outscore the right one.
+    Rows of the same molecule (equal predictions) are not counted as negatives of each other.
+
+    Parameters
+    ----------
+    predicted_sqrt, target
+        Model output (sqrt intensities) and binned spectra (base peak 1), shape ``(batch, n_bins)``.
+    temperature
+        Softmax temperature of the cosine scores.
+    mz_power
+        Exponent of the m/z weight (search's default 1).
+    """
+    mz = torch.arange(target.shape[-1], device=target.device, dtype=predicted_sqrt.dtype) ** mz_power
+    queries = nn.functional.normalize(torch.sqrt(target.clamp_min(0)) * mz, dim=-1)
+    candidates = nn.functional.normalize(predicted_sqrt * mz, dim=-1)
+    logits = queries @ candidates.T / temperature
+    same = (predicted_sqrt.detach()[:, None, :] == predicted_sqrt.detach()[None, :, :]).all(-1)
+    same.fill_diagonal_(False)
+    logits = logits.masked_fill(same, -torch.inf)
+    return nn.functional.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
 
 
 def batch_cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:

@@ -13,22 +13,67 @@ from matchms_neims.filters._checks import record_label
 
 logger = logging.getLogger("matchms_neims.filters")
 
+#: Metadata of a measured record that a predicted spectrum must not carry over (matchms harmonised names).
+MEASUREMENT_KEYS = frozenset({
+    "spectrum_id", "num_peaks", "peak_comments", "instrument", "instrument_type", "instrument_name",
+    "instrument_manufacturer", "ms_type", "ms_level", "spectrum_type", "ionmode", "ionization",
+    "ionization_energy", "collision_energy", "fragmentation_method", "scan_number", "scans",
+    "retention_time", "precursor_mz", "precursor_type", "adduct", "charge", "pepmass", "license", "licence",
+    "copyright", "authors", "author", "publication", "date", "comment", "comments", "accession",
+    "column", "column_name", "derivative_type", "sample", "splash",
+})
+
 
 @lru_cache(maxsize=4)
-def _cached_predictor(model: str | None):
-    from matchms_neims.predictor import NeimsPredictor
+def _cached_predictor(model: str | None, model_sha256: str | None = None):
+    from matchms_neims.predictor import NeimsPredictor, bundled_model_path
+    from matchms_neims.utils import file_sha256
 
+    if model_sha256 is not None:  # (a YAML digest of digits only reads back as a number)
+        path = bundled_model_path() if model is None else model
+        found = file_sha256(path)
+        if found != str(model_sha256):
+            raise ValueError(f"add_predicted_spectrum: the model file {path} has sha256 {found}, but the workflow "
+                             f"names {model_sha256}: it is not the model the workflow was written with")
     return NeimsPredictor(model)
 
 
-def add_predicted_spectrum(spectrum_in: Spectrum | None, predictor=None, min_relative_intensity: float = 0.001,
-                           clone: bool = True) -> Spectrum | None:
-    """Replace the peaks of a spectrum by the EI spectrum predicted from its ``smiles`` metadata.
+def predicted_spectrum_step(model: str | os.PathLike | None = None, min_relative_intensity: float = 0.001
+                            ) -> tuple[str, dict]:
+    """The ``add_predicted_spectrum`` step of a matchms workflow, naming its model file by path and sha256.
 
-    The metadata of the input is kept and extended with the identity of the predicted molecule
-    (``inchikey``, ``formula``, ``nominal_mass``) and with ``predicted=True``, ``model_name`` and
-    ``model_version``. Use it in a matchms ``SpectrumProcessor`` or ``Pipeline`` to turn records
-    with structures (e.g. an MSP of candidate molecules) into an in-silico library.
+    Give it to ``matchms.Pipeline.create_workflow(query_filters=[...])``: the YAML file then records which model
+    made the spectra, and running it with another file fails instead of silently predicting with that one.
+
+    Parameters
+    ----------
+    model
+        Model file; ``None``: the bundled default model.
+    min_relative_intensity
+        As in :func:`add_predicted_spectrum`.
+    """
+    from matchms_neims.predictor import bundled_model_path
+    from matchms_neims.utils import file_sha256
+
+    path = os.path.abspath(bundled_model_path() if model is None else model)
+    return ("add_predicted_spectrum", {"predictor": path, "model_sha256": file_sha256(path),
+                                       "min_relative_intensity": min_relative_intensity})
+
+
+def add_predicted_spectrum(spectrum_in: Spectrum | None, predictor=None, min_relative_intensity: float = 0.001,
+                           model_sha256: str | None = None, clone: bool = True) -> Spectrum | None:
+    """A new, predicted record: the EI spectrum predicted from the ``smiles`` metadata of a spectrum.
+
+    Use it in a matchms ``SpectrumProcessor`` or ``Pipeline`` to turn records with structures (e.g. an MSP of
+    candidate molecules) into an in-silico library. The result is a record of its own:
+
+    - its metadata is that of :meth:`~matchms_neims.predictor.NeimsPredictor.spectrum_metadata`: its own
+      ``spectrum_id`` (model name and InChIKey), the molecule's identity, ``predicted=True``, the model, and EI
+      metadata (``ionmode``, ``ms_level``, ``ionization``, ``ionization_energy``) that matchms's requirement
+      filters accept;
+    - the input's annotations of the compound (names, CAS, retention index, database ids, ...) are kept, but
+      not what describes the measured record (:data:`MEASUREMENT_KEYS`: instrument, licence, peak count, ...);
+    - the input's ``spectrum_id`` is kept as ``source_spectrum_id``.
 
     Parameters
     ----------
@@ -40,6 +85,9 @@ def add_predicted_spectrum(spectrum_in: Spectrum | None, predictor=None, min_rel
         model is cached.
     min_relative_intensity
         Drop predicted peaks below this fraction of the base peak.
+    model_sha256
+        With a model path (or ``None``): the sha256 the model file must have (see :func:`predicted_spectrum_step`);
+        a ``ValueError`` names both digests when it differs.
     clone
         Work on a copy of the input (matchms convention).
 
@@ -52,7 +100,7 @@ def add_predicted_spectrum(spectrum_in: Spectrum | None, predictor=None, min_rel
     if spectrum_in is None:
         return None
     if predictor is None or isinstance(predictor, (str, os.PathLike)):
-        predictor = _cached_predictor(None if predictor is None else str(predictor))
+        predictor = _cached_predictor(None if predictor is None else str(predictor), model_sha256)
     from matchms_neims.predictor import as_molecule_input
 
     molecule = as_molecule_input(spectrum_in, 0)
@@ -63,10 +111,17 @@ def add_predicted_spectrum(spectrum_in: Spectrum | None, predictor=None, min_rel
     except MoleculeError as error:
         logger.info("%s removed by add_predicted_spectrum: %s", molecule.record, error.reason)
         return None
-    metadata = dict(spectrum_in.metadata) if clone else spectrum_in.metadata
+    metadata = {key: value for key, value in spectrum_in.metadata.items() if key not in MEASUREMENT_KEYS}
+    if spectrum_in.get("spectrum_id"):
+        metadata["source_spectrum_id"] = spectrum_in.get("spectrum_id")
     for key, value in predicted.metadata.items():
         if key == "compound_name" and metadata.get("compound_name"):
             continue
         metadata[key] = value
-    return Spectrum(mz=predicted.peaks.mz, intensities=predicted.peaks.intensities, metadata=metadata,
-                    metadata_harmonization=False)
+    spectrum = Spectrum(mz=predicted.peaks.mz, intensities=predicted.peaks.intensities, metadata=metadata,
+                        metadata_harmonization=False)
+    if not clone:  # matchms convention: clone=False works on the input object
+        spectrum_in.metadata = spectrum.metadata
+        spectrum_in.peaks = spectrum.peaks
+        return spectrum_in
+    return spectrum
