@@ -209,3 +209,37 @@ def test_a_damaged_gzip_input_keeps_what_was_read_and_says_where_it_broke(tmp_pa
         written = len(list(iter_records(library)))
         assert written == (int(rows[-1]["record"].split()[-1]) if name == "cut.smi.gz" else 0)
     assert written == 0 and 0 < len(list(iter_records(tmp_path / "cut.smi.gz.msp"))) < 3000
+
+
+def test_help_version_and_search_import_neither_torch_nor_lightning():
+    """``--help``/``--version`` load no heavy library at all; ``search`` needs matchms but never torch."""
+    code = ("import sys; from matchms_neims.cli import build_parser; build_parser(); "
+            "heavy = [m for m in ('torch', 'lightning', 'torch_geometric', 'matchms') if m in sys.modules]; "
+            "import matchms_neims.search, matchms_neims.io, matchms_neims.similarity, matchms_neims.workflow; "
+            "print(','.join(heavy) or 'none', ','.join(m for m in ('torch', 'lightning', 'torch_geometric') "
+            "if m in sys.modules) or 'none')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["none", "none"]
+
+
+def test_progress_bars_have_totals_and_quiet_silences_them(tmp_path, tiny_model_path):
+    smi = tmp_path / "in.smi"
+    smi.write_text("CCO ethanol\n# a comment\nCc1ccccc1 toluene\n\nCCCl chloroethane\n")
+    library = tmp_path / "lib.msp"
+    loud = subprocess.run([sys.executable, "-m", "matchms_neims.cli", "predict", str(smi), "-o", str(library),
+                           "--model", str(tiny_model_path), "--featurize-workers", "0"],
+                          capture_output=True, text=True, timeout=300)
+    assert loud.returncode == 0, loud.stderr
+    assert "3/3" in loud.stderr  # the bar has a total (3 molecules; the comment and blank lines are not counted)
+    searched = subprocess.run([sys.executable, "-m", "matchms_neims.cli", "search", str(library), str(library),
+                               "-o", str(tmp_path / "hits.tsv")], capture_output=True, text=True, timeout=300)
+    assert searched.returncode == 0 and "searching" in searched.stderr and "3/3" in searched.stderr
+    for argv in (["-q", "predict"], ["predict"]):  # before or after the command
+        quiet = subprocess.run([sys.executable, "-m", "matchms_neims.cli", *argv, str(smi), "-o", str(library),
+                                "--model", str(tiny_model_path), "--featurize-workers", "0",
+                                *([] if argv[0] == "-q" else ["--quiet"])],
+                               capture_output=True, text=True, timeout=300)
+        assert quiet.returncode == 0, quiet.stderr
+        assert "predicting" not in quiet.stderr and "INFO" not in quiet.stderr
+        assert "Predicted 3 of 3" in quiet.stdout
