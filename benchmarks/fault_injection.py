@@ -28,21 +28,9 @@ import time
 import uuid
 from pathlib import Path
 
+from matchms_neims.benchmark import processes_with
+
 BAD_LINES = ["C1CC(", "not a molecule", "*CC", "C" * 60, "\t", "[Xx]", "C" * 1200]
-
-
-def processes_with(marker: str) -> list[int]:
-    """Live processes whose environment holds ``marker``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "environ").read_bytes():
-                    if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
-                        found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def make_input(source: Path, n_molecules: int, path: Path, seed: int) -> int:

@@ -166,6 +166,26 @@ def cosine_to_torch(predictor, smiles: Sequence[str]) -> dict[str, float]:
     return {"mean": float(np.mean(cosines)), "min": float(np.min(cosines))}
 
 
+def processes_with(marker: str) -> list[int]:
+    """PIDs of live (not zombie) processes whose environment holds ``marker`` (Linux ``/proc``).
+
+    Start a command with a unique environment variable and this finds it and every process it started, orphans
+    included (children inherit the environment): what the fault-injection benchmark and the signal tests use to
+    check that nothing outlives a run.
+    """
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+                    found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
 def run_in_fresh_process(function, *arguments):
     """``function(*arguments)`` in a new interpreter (spawned), so that its memory peak and caches are its own.
 

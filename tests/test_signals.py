@@ -13,23 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from matchms_neims.benchmark import processes_with
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PDEATHSIG is Linux's")
-
-
-def _processes_with(marker: str) -> list[int]:
-    """PIDs of live processes whose environment holds ``marker`` (children inherit it, orphans too)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if marker.encode() in (entry / "environ").read_bytes():
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-                if state != "Z":
-                    found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
 
 
 def _has_open(pid: int, path: Path) -> bool:
@@ -83,7 +69,7 @@ def test_sigterm_stops_predict_quickly_without_debris(tmp_path, tiny_model_path,
     _terminate_and_expect_a_clean_stop(process)
     assert not list(tmp_path.glob("*.tmp")) and not list(tmp_path.glob(".*.tmp"))
     assert not (tmp_path / "out.msp").exists()
-    assert _wait_for(lambda: not _processes_with(marker), 10), "a featurisation worker outlived its parent"
+    assert _wait_for(lambda: not processes_with(marker), 10), "a featurisation worker outlived its parent"
 
 
 def test_workers_die_with_a_parent_killed_by_sigkill_and_its_temporary_file_is_cleaned_later(
@@ -94,7 +80,7 @@ def test_workers_die_with_a_parent_killed_by_sigkill_and_its_temporary_file_is_c
     _wait_until_working(process, tmp_path, ".out.msp.*.tmp")
     process.kill()
     process.communicate(timeout=30)
-    assert _wait_for(lambda: not _processes_with(marker), 10), "a featurisation worker outlived its parent"
+    assert _wait_for(lambda: not processes_with(marker), 10), "a featurisation worker outlived its parent"
     stale = list(tmp_path.glob(".out.msp.*.tmp"))
     assert stale, "SIGKILL leaves the temporary file of the library"
     keep = tmp_path / f".out.msp.{os.getpid()}.abc.tmp"  # a live process's (this one's): never touched
@@ -130,7 +116,7 @@ def test_sigterm_stops_training_quickly_and_saying_so(tmp_path, tiny_training_co
     assert process.poll() is None, process.communicate()
     _terminate_and_expect_a_clean_stop(process)
     assert not list((tmp_path / "run").glob(".*.tmp")), "no half-written checkpoint"
-    assert _wait_for(lambda: not _processes_with(marker), 10)
+    assert _wait_for(lambda: not processes_with(marker), 10)
 
 
 def test_sigterm_stops_a_sharded_predict_and_resume_finishes_it(tmp_path, tiny_model_path, many_molecules):
