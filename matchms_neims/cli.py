@@ -22,8 +22,9 @@ logger = logging.getLogger("matchms_neims")
 QUIET_HELP = "no progress bars and no informational log lines (warnings and errors stay)"
 
 
-def _add_quiet(parser: argparse.ArgumentParser) -> None:
-    """``-q/--quiet`` after the command too (``matchms-neims predict ... -q``); SUPPRESS keeps the global value."""
+def add_quiet_option(parser: argparse.ArgumentParser) -> None:
+    """``-q/--quiet`` after a command too (``matchms-neims predict ... -q``), for every command, the training
+    package's included; SUPPRESS keeps the value given before the command."""
     parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help=QUIET_HELP)
 
 
@@ -70,7 +71,7 @@ def _add_predict(subparsers) -> None:
                           help="molecules per shard, the unit of resumption (default 10000)")
     sharding.add_argument("--resume", action="store_true",
                           help="continue an interrupted sharded run: finished shards are kept")
-    _add_quiet(parser)
+    add_quiet_option(parser)
     parser.set_defaults(handler=_run_predict)
 
 
@@ -176,7 +177,7 @@ def _add_index(subparsers) -> None:
     parser.add_argument("--errors", default=None,
                         help="write the records skipped as unreadable (file, line, record, reason) to this TSV")
     parser.add_argument("--force", action="store_true", help="rebuild even an index that is up to date")
-    _add_quiet(parser)
+    add_quiet_option(parser)
     parser.set_defaults(handler=_run_index)
 
 
@@ -207,6 +208,7 @@ def _add_export(subparsers) -> None:
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17, at least 14)")
     parser.add_argument("--tolerance", type=float, default=1e-4,
                         help="largest allowed difference to PyTorch's outputs (default 1e-4)")
+    add_quiet_option(parser)
     parser.set_defaults(handler=_run_export)
 
 
@@ -251,7 +253,7 @@ def _add_search(subparsers) -> None:
                              "are table rows (default 3)")
     report.add_argument("--report-queries", type=int, default=100, metavar="N",
                         help="queries shown in the report, the first N (default 100; 0: all; about 100 kB each)")
-    _add_quiet(parser)
+    add_quiet_option(parser)
     parser.set_defaults(handler=_run_search)
 
 
@@ -361,6 +363,7 @@ def _add_plot(subparsers) -> None:
     parser.add_argument("--intensity-power", type=float, default=None,
                         help="cosine intensity weighting exponent of the score")
     parser.add_argument("--max-mz", type=int, default=None, help="highest m/z compared and drawn (default 1000)")
+    add_quiet_option(parser)
     parser.set_defaults(handler=_run_plot)
 
 
@@ -407,7 +410,7 @@ def _add_pipeline(subparsers) -> None:
     parser.add_argument("--top-k", type=int, default=10, help="hits per query (default 10)")
     parser.add_argument("--scores", default=None, help="also write all scores as matchms JSON here")
     parser.add_argument("--errors", default=None, help="write unreadable input records to this TSV")
-    _add_quiet(parser)
+    add_quiet_option(parser)
     parser.set_defaults(handler=_run_pipeline)
 
 
@@ -452,6 +455,7 @@ def _add_benchmark(subparsers) -> None:
                         help="featurisation worker processes, one case per value (default 0); they take their "
                              "cores from --threads")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG (no matplotlib needed)")
+    add_quiet_option(parser)
     parser.set_defaults(handler=_run_benchmark)
 
 

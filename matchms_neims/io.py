@@ -682,8 +682,10 @@ def write_problems(problems: Iterable[RecordProblem], path: str | os.PathLike) -
 
 
 def detect_format(path: str | os.PathLike) -> str:
-    """Return ``"msp"`` or ``"mgf"`` from the file extension."""
-    suffix = Path(path).suffix.lower().lstrip(".")
+    """Return ``"msp"`` or ``"mgf"`` from the file extension (a trailing ``.gz`` ignored: gzip files are read
+    through :func:`open_text`)."""
+    path = Path(path)
+    suffix = (path.with_suffix("") if is_gzip(path) else path).suffix.lower().lstrip(".")
     if suffix in SPECTRUM_FORMATS:
         return suffix
     raise SpectrumFileError(f"{path}: unknown spectrum file type {suffix!r}; expected one of {SPECTRUM_FORMATS}")

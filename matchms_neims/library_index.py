@@ -243,9 +243,10 @@ def build_index(
         bytes.
     errors_path
         When given, the unreadable records of the library (file, line, record, reason) are written there (TSV).
+        Only reading the file finds them, so the index is then rebuilt even when it is up to date.
     force
         Rebuild even when ``output`` is already an index of the same source file (SHA-256 and size) with the
-        same settings and dtype; without it such an index is kept.
+        same settings and dtype; without it (and without ``errors_path``) such an index is kept.
     progress
         Show a progress bar of the records indexed.
 
@@ -274,7 +275,7 @@ def build_index(
     before = _source_state(source)  # FileNotFoundError names the file
     sha256 = file_sha256(source)
     settings = {"max_mz": int(max_mz), "mz_power": float(mz_power), "intensity_power": float(intensity_power)}
-    if not force and output.exists():
+    if not force and errors_path is None and output.exists():  # --errors needs the records read: rebuilt
         kept = _current_index(output, before[0], sha256, settings, dtype)
         if kept is not None:
             summary = IndexSummary(output, source, len(kept), kept.nnz, kept.source.get("skipped_records", 0),

@@ -439,7 +439,9 @@ class NeimsPredictor:
         A predicted spectrum is a record of its own: ``spectrum_id`` is the model name and the InChIKey, and the
         EI metadata (``ionmode: positive``, ``ms_level: "1"``, ``ionization: EI``, ``ionization_energy: 70 eV``,
         MassBank's form) lets matchms's requirement filters (``require_correct_ms_level(required_ms_level=1)``,
-        ``require_correct_ionmode``) accept it.
+        ``require_correct_ionmode``) accept it when predicted records are processed (a library written by
+        ``predict``, or a second SpectrumProcessor: within one, matchms orders those filters before
+        ``add_predicted_spectrum``, so they see the input record).
 
         ``uncertainty`` (MC-dropout predictions) is stored as ``prediction_uncertainty``; ``expert_weights``
         (mixture-of-experts models) as ``expert_weights``, a list of floats rounded to 4 decimals. Models with a

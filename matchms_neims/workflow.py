@@ -14,6 +14,7 @@ only loads in a process that has imported :mod:`matchms_neims`. :func:`run_workf
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections import OrderedDict
@@ -54,10 +55,12 @@ class PrecursorWarningCounter(logging.Filter):
 def resolve_models(workflow: OrderedDict) -> list[dict]:
     """Pin every ``add_predicted_spectrum`` step of ``workflow`` (changed in place) to a model path and sha256.
 
-    A step without a predictor gets the bundled model; a step with a ``model_sha256`` keeps it (the filter checks
-    it when the model loads). Returns one ``{"filters": ..., "path": ..., "sha256": ...}`` per step.
+    A step without a predictor keeps ``None`` (the bundled model) and gets its digest; a step with a
+    ``model_sha256`` must name the digest of its model file.
+    Returns one ``{"filters": ..., "path": ..., "sha256": ...}`` per step.
     """
     from matchms_neims.filters import predicted_spectrum_step
+    from matchms_neims.predictor import bundled_model_path
 
     models = []
     for part in ("query_filters", "reference_filters"):
@@ -71,12 +74,13 @@ def resolve_models(workflow: OrderedDict) -> list[dict]:
                 raise ValueError(f"{part} step {position + 1}: add_predicted_spectrum's predictor must be a model "
                                  f"file path or null in a workflow file, got {type(predictor).__name__}")
             pinned = predicted_spectrum_step(predictor)[1]
+            path = pinned["predictor"] or str(bundled_model_path())
             if params.get("model_sha256") is not None and str(params["model_sha256"]) != pinned["model_sha256"]:
-                raise ValueError(f"{part} step {position + 1}: the model file {pinned['predictor']} has sha256 "
+                raise ValueError(f"{part} step {position + 1}: the model file {path} has sha256 "
                                  f"{pinned['model_sha256']}, but the workflow names {params['model_sha256']}")
             params.update(predictor=pinned["predictor"], model_sha256=pinned["model_sha256"])
             steps[position] = ["add_predicted_spectrum", params]
-            models.append({"filters": part, "path": pinned["predictor"], "sha256": pinned["model_sha256"]})
+            models.append({"filters": part, "path": path, "sha256": pinned["model_sha256"]})
     return models
 
 
@@ -91,7 +95,12 @@ def load_spectra_file(path: str | os.PathLike, problems: list | None = None) -> 
 
 
 class NeimsPipeline(Pipeline):
-    """A matchms :class:`~matchms.Pipeline` that reads MSP/MGF files with the plugin's readers."""
+    """A matchms :class:`~matchms.Pipeline` that reads MSP/MGF files with the plugin's readers and logs through
+    the caller's logging set-up (matchms's ``set_logging`` adds a handler of its own, so every matchms warning
+    would print twice)."""
+
+    def set_logging(self) -> None:
+        logging.getLogger("matchms").setLevel(self.logging_level)
 
     def __init__(self, workflow: OrderedDict, progress_bar: bool = True, logging_level: str = "WARNING",
                  logging_file: str | None = None):
@@ -194,8 +203,12 @@ def run_workflow(workflow_file: str | os.PathLike, queries, references=None, out
     matchms_logger = logging.getLogger("matchms")
     matchms_logger.addFilter(counter)
     try:
-        pipeline = NeimsPipeline(workflow, progress_bar=progress_bar, logging_level="WARNING")
-        pipeline.run(queries, references)
+        # matchms's similarity loops draw bars that Pipeline's progress_bar does not reach: without bars, stderr
+        # is sent to os.devnull meanwhile (log handlers keep the stream they were made with, so messages stay)
+        with (open(os.devnull, "w") if not progress_bar else contextlib.nullcontext()) as sink, \
+                (contextlib.redirect_stderr(sink) if sink is not None else contextlib.nullcontext()):
+            pipeline = NeimsPipeline(workflow, progress_bar=progress_bar, logging_level="WARNING")
+            pipeline.run(queries, references)
     finally:
         matchms_logger.removeFilter(counter)
     if pipeline.scores is None:

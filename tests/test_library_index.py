@@ -144,6 +144,13 @@ def test_an_index_is_kept_when_up_to_date_and_rebuilt_when_the_source_changes(li
         handle.write("\nName: one more\nNum Peaks: 1\n50 999\n")
     again = build_index(copy)
     assert not again.up_to_date and again.n_spectra == N_LIBRARY + 1
+    # --errors needs the records read, so an up-to-date index is rebuilt and the errors file written
+    with copy.open("a") as handle:
+        handle.write("\nName: broken\nNum Peaks: 1\n50 abc\n")
+    build_index(copy)
+    errors = tmp_path / "errors.tsv"
+    listed = build_index(copy, errors_path=errors)
+    assert not listed.up_to_date and errors.is_file() and "broken" in errors.read_text()
     assert default_index_path("x/lib.msp.gz") == default_index_path("x/lib.mgf")
 
 

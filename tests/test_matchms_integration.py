@@ -129,3 +129,24 @@ def test_workflow_yaml_runs_in_a_fresh_process(tmp_path, tiny_model_path, fixtur
                            "-o", str(tmp_path / "other.tsv")], capture_output=True, text=True, timeout=300)
     expected = f"has sha256 {file_sha256(tiny_model_path)}, but the workflow names 0"
     assert done.returncode == 2 and expected in done.stderr
+
+
+def test_review_mends(tmp_path, tiny_predictor, fixtures_dir):
+    """Structure keys of a salt's record do not survive; .msp.gz libraries are read; the bundled model is pinned
+    portably (predictor None plus its digest)."""
+    import gzip
+
+    from matchms_neims.io import iter_records
+    from matchms_neims.predictor import bundled_model_path
+
+    salt = Spectrum(mz=np.array([10.0]), intensities=np.array([1.0]), metadata_harmonization=False,
+                    metadata={"smiles": "C[NH3+].[Cl-]", "inchi": "InChI=1S/CH5N.ClH/c1-2;/h2H2,1H3;1H",
+                              "formula": "CH6ClN"})
+    predicted = add_predicted_spectrum(salt, predictor=tiny_predictor)
+    assert predicted.get("smiles") == "CN" and predicted.get("formula") == "CH5N" and predicted.get("inchi") is None
+    packed = tmp_path / "lib.msp.gz"
+    packed.write_bytes(gzip.compress((fixtures_dir / "massbank_mini.msp").read_bytes()))
+    assert len(list(iter_records(packed))) == len(list(iter_records(fixtures_dir / "massbank_mini.msp")))
+    name, params = predicted_spectrum_step()
+    assert name == "add_predicted_spectrum" and params["predictor"] is None
+    assert params["model_sha256"] == file_sha256(bundled_model_path())

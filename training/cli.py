@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from matchms_neims.cli import add_quiet_option
+
 logger = logging.getLogger(__name__)
 
 TRAINABLE_MODELS = ("baseline", "teacher", "teacher-pretrain", "student")
@@ -34,6 +36,7 @@ def register_train(subparsers) -> None:
                              "<output_dir>_refit/<model file>")
     parser.add_argument("--refit-epochs", type=int, default=None,
                         help="with --refit: train this many epochs instead of reading them from the selection run")
+    add_quiet_option(parser)
     parser.set_defaults(handler=_run_train)
 
 
@@ -78,6 +81,7 @@ def register_split(subparsers) -> None:
     parser.add_argument("--split", choices=("train", "val", "test"), default="test", help="which split")
     parser.add_argument("-o", "--output", required=True, help="spectra file to write (.msp or .mgf)")
     parser.add_argument("--molecules", default=None, help="also write the split's unique molecules as .smi")
+    add_quiet_option(parser)
     parser.set_defaults(handler=_run_split)
 
 
@@ -119,6 +123,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         help="models with MC dropout: samples for the uncertainty calibration (0: skip)")
     parser.add_argument("--timing-molecules", type=int, default=200, help="molecules timed for latency (0: skip)")
     parser.add_argument("-o", "--output", default=None, help="write the report as JSON here")
+    add_quiet_option(parser)
     parser.set_defaults(handler=_run_evaluate)
 
 
@@ -137,6 +142,7 @@ def register_ensemble(subparsers) -> None:
     parser.add_argument("-o", "--output", required=True, help="ensemble model file to write (.pt)")
     parser.add_argument("--weights", type=float, nargs="+", default=None, help="member weights (default: equal)")
     parser.add_argument("--name", default="neims-teacher-ensemble", help="model name recorded in the file")
+    add_quiet_option(parser)
     parser.set_defaults(handler=_run_ensemble)
 
 
@@ -161,6 +167,7 @@ def register_benchmark_memory(subparsers) -> None:
     parser.add_argument("--ram-gb", type=float, default=None, help="RAM of the training machine, for the advice")
     parser.add_argument("--num-workers", type=int, default=None, help="DataLoader workers (default: the config's)")
     parser.add_argument("-o", "--output", default=None, help="also write the results as JSON")
+    add_quiet_option(parser)
     parser.set_defaults(handler=_run_benchmark_memory)
 
 

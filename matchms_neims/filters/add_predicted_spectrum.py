@@ -22,6 +22,13 @@ MEASUREMENT_KEYS = frozenset({
     "copyright", "authors", "author", "publication", "date", "comment", "comments", "accession",
     "column", "column_name", "derivative_type", "sample", "splash",
 })
+#: Structure keys of the input that the predicted molecule's own replace or that would contradict it: the
+#: predictor standardises the structure (a salt becomes its largest organic fragment), so an input InChI or
+#: formula may describe another molecule.
+STRUCTURE_KEYS = frozenset({
+    "inchi", "inchikey", "smiles", "formula", "molecular_formula", "nominal_mass", "exact_mass", "parent_mass",
+    "precursor_formula", "mw", "monoisotopic_mass",
+})
 
 
 @lru_cache(maxsize=4)
@@ -48,7 +55,8 @@ def predicted_spectrum_step(model: str | os.PathLike | None = None, min_relative
     Parameters
     ----------
     model
-        Model file; ``None``: the bundled default model.
+        Model file (recorded by absolute path); ``None``: the bundled default model (recorded as ``None``, so the
+        workflow runs on other installations of the same model, checked by its digest).
     min_relative_intensity
         As in :func:`add_predicted_spectrum`.
     """
@@ -56,7 +64,9 @@ def predicted_spectrum_step(model: str | os.PathLike | None = None, min_relative
     from matchms_neims.utils import file_sha256
 
     path = os.path.abspath(bundled_model_path() if model is None else model)
-    return ("add_predicted_spectrum", {"predictor": path, "model_sha256": file_sha256(path),
+    # the bundled model stays ``None`` (a workflow that runs on any installation with the same model), pinned by
+    # its digest all the same
+    return ("add_predicted_spectrum", {"predictor": None if model is None else path, "model_sha256": file_sha256(path),
                                        "min_relative_intensity": min_relative_intensity})
 
 
@@ -70,9 +80,12 @@ def add_predicted_spectrum(spectrum_in: Spectrum | None, predictor=None, min_rel
     - its metadata is that of :meth:`~matchms_neims.predictor.NeimsPredictor.spectrum_metadata`: its own
       ``spectrum_id`` (model name and InChIKey), the molecule's identity, ``predicted=True``, the model, and EI
       metadata (``ionmode``, ``ms_level``, ``ionization``, ``ionization_energy``) that matchms's requirement
-      filters accept;
+      filters accept when they process predicted records (in the same SpectrumProcessor, matchms's filter order
+      runs them before this filter, on the input record);
     - the input's annotations of the compound (names, CAS, retention index, database ids, ...) are kept, but
-      not what describes the measured record (:data:`MEASUREMENT_KEYS`: instrument, licence, peak count, ...);
+      not what describes the measured record (:data:`MEASUREMENT_KEYS`: instrument, licence, peak count, ...)
+      nor its structure keys (:data:`STRUCTURE_KEYS`: those of the predicted, standardised molecule replace
+      them; an input InChI of a salt would contradict the predicted fragment);
     - the input's ``spectrum_id`` is kept as ``source_spectrum_id``.
 
     Parameters
@@ -111,7 +124,8 @@ def add_predicted_spectrum(spectrum_in: Spectrum | None, predictor=None, min_rel
     except MoleculeError as error:
         logger.info("%s removed by add_predicted_spectrum: %s", molecule.record, error.reason)
         return None
-    metadata = {key: value for key, value in spectrum_in.metadata.items() if key not in MEASUREMENT_KEYS}
+    metadata = {key: value for key, value in spectrum_in.metadata.items()
+                if key not in MEASUREMENT_KEYS and key not in STRUCTURE_KEYS}
     if spectrum_in.get("spectrum_id"):
         metadata["source_spectrum_id"] = spectrum_in.get("spectrum_id")
     for key, value in predicted.metadata.items():
