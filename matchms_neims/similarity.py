@@ -73,11 +73,14 @@ class NeimsCosine(BaseSimilarity):
             raise ValueError(f"is_symmetric with {len(references)} references and {len(queries)} queries")
         library = self._matrix_of(references)
         asked = library if is_symmetric else self._matrix_of(queries)
-        scores = np.clip(library.vectors.astype(np.float64) @ asked.vectors.astype(np.float64).T, 0.0, 1.0)
-        matches = library.peaks.astype(np.float32) @ asked.peaks.astype(np.float32).T
-        result = np.zeros(scores.shape, dtype=self.score_datatype)
-        result["score"] = scores
-        result["matches"] = np.rint(matches).astype(np.int64)
+        # float32 products, as search's (scores within about 1e-7 of float64; matched-peak counts exact), over the
+        # m/z columns any spectrum occupies only
+        columns = np.flatnonzero(library.peaks.any(axis=0) & asked.peaks.any(axis=0))
+        scores = library.vectors[:, columns] @ asked.vectors[:, columns].T
+        matches = library.peaks[:, columns].astype(np.float32) @ asked.peaks[:, columns].astype(np.float32).T
+        result = np.empty(scores.shape, dtype=self.score_datatype)  # every field written below
+        result["score"] = np.clip(scores, 0.0, 1.0, out=scores)
+        result["matches"] = matches  # whole numbers, exact in float32 (at most max_mz + 1)
         if array_type == "numpy":
             return result
         if array_type == "sparse":
