@@ -46,12 +46,9 @@ class NeimsCosine(BaseSimilarity):
         return SpectralMatrix.from_spectra(spectra, self.max_mz, self.mz_power, self.intensity_power)
 
     def pair(self, reference: Spectrum, query: Spectrum) -> np.ndarray:
-        """Score and matched peaks of one pair, as a structured array of :attr:`score_datatype`."""
-        both = self._matrix_of([reference, query])
-        vectors = both.vectors.astype(np.float64)
-        score = float(np.clip(vectors[0] @ vectors[1], 0.0, 1.0))
-        matches = int(np.count_nonzero(both.peaks[0] & both.peaks[1]))
-        return np.asarray((score, matches), dtype=self.score_datatype)
+        """Score and matched peaks of one pair, as a structured array of :attr:`score_datatype` (the entry of
+        :meth:`matrix`, so one pair scores the same either way)."""
+        return np.asarray(self.matrix([reference], [query])[0, 0], dtype=self.score_datatype)
 
     def matrix(self, references: Sequence[Spectrum], queries: Sequence[Spectrum], array_type: str = "numpy",
                is_symmetric: bool = False, progress_bar: bool = False):
