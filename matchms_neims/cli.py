@@ -283,7 +283,8 @@ def _run_search(args) -> int:
         max_mz=DEFAULT_MAX_MZ if args.max_mz is None else args.max_mz,
         library_block_size=args.library_block_size, mass_window=args.mass_window,
         query_label=Path(args.queries).name, library_label=Path(args.library).name,
-        progress=not args.quiet, expected_library_size=None if args.quiet else library_file_size(args.library),
+        progress=not args.quiet,
+        expected_library_size=None if args.quiet or hasattr(library, "__len__") else library_file_size(args.library),
     )
     result.to_tsv(args.output)
     print(f"{result.n_queries} queries searched against {result.n_library} library spectra; "
@@ -371,6 +372,7 @@ def _run_plot(args) -> int:
     from matchms_neims.plotting import mirror_plot
     from matchms_neims.report import fetch_records, find_record
     from matchms_neims.search import DEFAULT_INTENSITY_POWER, DEFAULT_MAX_MZ, DEFAULT_MZ_POWER, search_library
+    from matchms_neims.similarity import NeimsCosine
 
     check_output_paths({"-o/--output": args.output}, {"the queries": args.queries, "the library": args.library})
     if not args.output.lower().endswith(".png"):
@@ -388,10 +390,11 @@ def _run_plot(args) -> int:
         hit = fetch_records(args.library, [hit_index])[hit_index]
     else:
         hit_index, hit = find_record(args.library, args.hit, "library")
-    pair = search_library([query], [hit], top_k=1, **weights).hits[0][0]
-    mirror_plot(query, hit, args.output, score=pair.score, max_mz=weights["max_mz"])
+    pair = NeimsCosine(**weights).pair(query, hit)
+    score, matched_peaks = float(pair["score"]), int(pair["matches"])
+    mirror_plot(query, hit, args.output, score=score, max_mz=weights["max_mz"])
     print(f"query {query.name!r} (record {query_index}) vs library {hit.name!r} (record {hit_index}): score "
-          f"{pair.score:.3f}, {pair.matched_peaks} matched peaks; mirror plot written to {args.output}")
+          f"{score:.3f}, {matched_peaks} matched peaks; mirror plot written to {args.output}")
     return 0
 
 

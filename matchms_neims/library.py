@@ -99,7 +99,8 @@ def _label(where: str, name: str) -> str:
 def estimated_molecule_count(path: str | os.PathLike) -> int | None:
     """About how many molecules :func:`read_molecules` will yield from ``path`` (a progress bar's total), from one
     fast pass over the file (:func:`matchms_neims.io.count_records`); ``None`` when the file cannot be counted."""
-    kind = {"smi": "lines", "csv": "rows", "tsv": "rows"}.get(molecule_format(path), molecule_format(path))
+    kind = molecule_format(path)
+    kind = {"smi": "lines", "csv": "rows", "tsv": "rows"}.get(kind, kind)
     try:
         return count_records(path, kind)
     except (OSError, EOFError, zlib.error) as error:  # a damaged file: the reader reports it, the bar has no total

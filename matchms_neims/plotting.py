@@ -83,15 +83,8 @@ def _label(record: SpectrumRecord, given: str | None, fallback: str) -> str:
     return record.name or fallback
 
 
-def _pair_score(query: SpectrumRecord, hit: SpectrumRecord, max_mz: int) -> float:
-    """The search's score of the pair (default weighting)."""
-    from matchms_neims.search import search_library
-
-    result = search_library([query], [hit], top_k=1, max_mz=max_mz)
-    return result.hits[0][0].score if result.hits and result.hits[0] else 0.0
-
-
-def _shortened(text: str, limit: int = 60) -> str:
+def ellipsized(text: str, limit: int) -> str:
+    """``text``, or its first ``limit - 1`` characters and an ellipsis when longer (labels of plots and reports)."""
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
 
 
@@ -177,8 +170,10 @@ def mirror_plot(
     query_peaks, hit_peaks = unit_peaks(query_record, max_mz), unit_peaks(hit_record, max_mz)
     shared = np.intersect1d(query_peaks.mz, hit_peaks.mz)
     query_matched, hit_matched = np.isin(query_peaks.mz, shared), np.isin(hit_peaks.mz, shared)
-    if score is None:
-        score = _pair_score(query_record, hit_record, max_mz)
+    if score is None:  # the search's score of the pair, default weighting
+        from matchms_neims.similarity import NeimsCosine
+
+        score = float(NeimsCosine(max_mz=max_mz).pair(query_record, hit_record)["score"])
     if title is None:
         title = f"cosine score {score:.3f}  \u00b7  {shared.size} matched peaks (coloured; grey: not matched)"
 
@@ -207,9 +202,9 @@ def mirror_plot(
 
     handles = [
         Line2D([], [], color=QUERY_COLOR, linewidth=2,
-               label=_shortened(f"query: {_label(query_record, query_label, 'query')}", 48)),
+               label=ellipsized(f"query: {_label(query_record, query_label, 'query')}", 48)),
         Line2D([], [], color=HIT_COLOR, linewidth=2,
-               label=_shortened(f"hit: {_label(hit_record, hit_label, 'hit')}", 48)),
+               label=ellipsized(f"hit: {_label(hit_record, hit_label, 'hit')}", 48)),
     ]
     # fixed margins in inches (title line, legend line, axis labels), whatever the figure size
     top = 1.0 - 0.62 / height

@@ -26,6 +26,7 @@ from matchms import Spectrum
 
 from matchms_neims import __version__
 from matchms_neims.io import SpectrumRecord, as_record, iter_records
+from matchms_neims.plotting import ellipsized
 from matchms_neims.utils import atomic_output
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_PICTURED_HITS = 3
 #: Queries shown in a report by default (a bound on its size: about 100 kB per query with 3 pictured hits).
 DEFAULT_REPORT_QUERIES = 100
+#: Characters of a SMILES shown before it is cut with an ellipsis.
+SMILES_SHOWN = 120
 
 ReportSpectra = str | os.PathLike | Sequence[Spectrum | SpectrumRecord]
 
@@ -265,10 +268,6 @@ def _same_molecule(query: dict, hit) -> bool:
     return bool(block) and block == inchikey_block(hit.inchikey)
 
 
-def _shortened(text: str, limit: int = 120) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "\u2026"
-
-
 def _hit_card(hit, record: SpectrumRecord, query_record: SpectrumRecord, query: dict, max_mz: int) -> str:
     from matchms_neims.plotting import mirror_plot
 
@@ -285,7 +284,7 @@ def _hit_card(hit, record: SpectrumRecord, query_record: SpectrumRecord, query: 
         + _meta_line("Formula", _formula(record.metadata))
         + _meta_line("InChIKey", hit.inchikey)
         + _meta_line("ID", hit.spectrum_id)
-        + _meta_line("SMILES", _shortened(hit.smiles))
+        + _meta_line("SMILES", ellipsized(hit.smiles, SMILES_SHOWN))
         + _structure_img(hit.smiles, 260, 190, f"structure of {name}")
         + '</div><div class="plot">'
         f'<img src="{_data_uri(png, "image/png")}" alt="{_e("mirror plot: query vs " + name)}">'
@@ -353,7 +352,7 @@ def _query_section(index: int, query: dict, query_record: SpectrumRecord, hits, 
         _meta_line("ID", query.get("spectrum_id")),
         _meta_line("Formula", _formula(query_record.metadata)),
         _meta_line("InChIKey", query.get("inchikey")),
-        _meta_line("SMILES", _shortened(query.get("smiles", ""))),
+        _meta_line("SMILES", ellipsized(query.get("smiles", ""), SMILES_SHOWN)),
         f'<p class="meta"><b>peaks</b> {len(query_record.mz)}</p>',
         "</div></div>",
     ]

@@ -31,7 +31,15 @@ import numpy as np
 from matchms import Spectrum
 from tqdm.auto import tqdm
 
-from matchms_neims.io import SpectrumRecord, as_record, count_records, iter_records, spectrum_to_record
+from matchms_neims.io import (
+    SpectrumFileError,
+    SpectrumRecord,
+    as_record,
+    count_records,
+    detect_format,
+    iter_records,
+    spectrum_to_record,
+)
 from matchms_neims.spectra import bin_peak_lists
 from matchms_neims.utils import atomic_output
 
@@ -101,8 +109,6 @@ def _nominal_mass(metadata: dict) -> float:
             if np.isfinite(mass) and mass > 0:
                 return mass
     return float("nan")
-
-
 
 
 class SpectralMatrix:
@@ -789,10 +795,9 @@ def library_file_size(path: str | os.PathLike) -> int | None:
                 return len(index)
         except (OSError, LibraryIndexError):  # the search reports it
             return None
-    kind = "mgf" if ".mgf" in [suffix.lower() for suffix in Path(path).suffixes] else "msp"
     try:
-        return count_records(path, kind)
-    except (OSError, EOFError):  # a damaged file: the reader reports it; the bar has no total
+        return count_records(path, detect_format(path))
+    except (OSError, EOFError, SpectrumFileError):  # an unknown or damaged file: the reader reports it; no total
         return None
 
 

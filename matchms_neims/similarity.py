@@ -19,6 +19,7 @@ import numpy as np
 from matchms import Spectrum
 from matchms.similarity.BaseSimilarity import BaseSimilarity
 
+from matchms_neims.io import SpectrumRecord
 from matchms_neims.search import DEFAULT_INTENSITY_POWER, DEFAULT_MAX_MZ, DEFAULT_MZ_POWER, SpectralMatrix
 
 
@@ -42,10 +43,10 @@ class NeimsCosine(BaseSimilarity):
         self.intensity_power = float(intensity_power)
         self.max_mz = int(max_mz)
 
-    def _matrix_of(self, spectra: Sequence[Spectrum]) -> SpectralMatrix:
-        return SpectralMatrix.from_spectra(spectra, self.max_mz, self.mz_power, self.intensity_power)
+    def _matrix_of(self, spectra: Sequence[Spectrum | SpectrumRecord]) -> SpectralMatrix:
+        return SpectralMatrix.from_records(spectra, self.max_mz, self.mz_power, self.intensity_power)
 
-    def pair(self, reference: Spectrum, query: Spectrum) -> np.ndarray:
+    def pair(self, reference: Spectrum | SpectrumRecord, query: Spectrum | SpectrumRecord) -> np.ndarray:
         """Score and matched peaks of one pair, as a structured array of :attr:`score_datatype` (the entry of
         :meth:`matrix`, so one pair scores the same either way)."""
         return np.asarray(self.matrix([reference], [query])[0, 0], dtype=self.score_datatype)
@@ -57,7 +58,7 @@ class NeimsCosine(BaseSimilarity):
         Parameters
         ----------
         references, queries
-            matchms spectra.
+            matchms spectra (or :class:`~matchms_neims.io.SpectrumRecord` objects).
         array_type
             ``"numpy"``: a dense structured array; ``"sparse"``: a ``sparsestack.StackedSparseArray`` of the
             pairs with a score above 0 (what matchms's ``calculate_scores`` asks for).

@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 
 HITS_COLUMNS = ("query_index", "query_name", "query_id", "rank", "score", "matches", "reference_index",
                 "reference_name", "reference_inchikey", "reference_id", "reference_predicted")
-_PLUGIN_READ_SUFFIXES = (".msp", ".mgf", ".msp.gz", ".mgf.gz")
 
 
 class PrecursorWarningCounter(logging.Filter):
@@ -87,11 +86,13 @@ def resolve_models(workflow: OrderedDict) -> list[dict]:
 def load_spectra_file(path: str | os.PathLike, problems: list | None = None) -> list:
     """Spectra of one file: MSP/MGF through the plugin's reader (problems appended to ``problems``), other
     formats through matchms."""
-    from matchms_neims.io import iter_records
+    from matchms_neims.io import SpectrumFileError, detect_format, iter_records
 
-    if str(path).lower().endswith(_PLUGIN_READ_SUFFIXES):
-        return [record.to_spectrum() for record in iter_records(path, problems)]
-    return list(matchms_load_spectra(str(path)))
+    try:
+        detect_format(path)  # .msp / .mgf, optionally .gz
+    except SpectrumFileError:
+        return list(matchms_load_spectra(str(path)))
+    return [record.to_spectrum() for record in iter_records(path, problems)]
 
 
 class NeimsPipeline(Pipeline):
