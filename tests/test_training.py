@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -144,6 +145,44 @@ def test_in_batch_retrieval_loss_rewards_the_right_molecule_and_ignores_duplicat
     assert in_batch_retrieval_loss(duplicated, two_spectra) < 0.01
     loss = in_batch_retrieval_loss(right.clone().requires_grad_(), target)
     loss.backward()
+    # under dropout two rows of one molecule differ: the molecule ids, not the equality, keep them apart
+    noisy = torch.cat([right[:3], right[:1] * 0.9 + 0.05])
+    assert in_batch_retrieval_loss(noisy, two_spectra, molecule=torch.tensor([0, 1, 2, 0])) < \
+        in_batch_retrieval_loss(noisy, two_spectra)
+
+
+def test_mass_grouped_batches_hold_similar_masses_in_a_new_order_each_epoch():
+    from training.data import MassGroupedSampler
+
+    masses = np.random.default_rng(0).integers(50, 500, size=1000)
+    sampler = MassGroupedSampler(masses, batch_size=64, seed=1, jitter=5.0)
+    orders = []
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        order = np.array(list(sampler))
+        assert sorted(order) == list(range(1000))  # every item once
+        full = masses[order[:15 * 64]].reshape(15, 64)
+        assert np.median(full.max(1) - full.min(1)) <= 60  # random batches span ~400 Da
+        orders.append(order)
+    assert not np.array_equal(*orders)
+    sampler.set_epoch(0)
+    assert np.array_equal(np.array(list(sampler)), orders[0])  # a resumed run sees the same order
+
+
+def test_baseline_trains_on_mass_grouped_batches(tiny_config, tmp_path):
+    from training.baseline import train_baseline
+
+    config = TrainConfig.from_yaml(tiny_config)
+    config.data.batch_grouping = "mass"
+    config.data.batch_size = 4
+    config.optim.retrieval_weight = 0.002
+    config.optim.max_epochs = 1
+    config.trainer.output_dir = str(tmp_path / "run")
+    config.export.path = str(tmp_path / "run" / "model.pt")
+    assert NeimsPredictor(train_baseline(config, progress=False)).predict("CCO")["mz"].size
+    config.data.batch_grouping = "size"
+    with pytest.raises(ValueError, match="batch_grouping"):
+        train_baseline(config, progress=False)
 
 
 def test_baseline_trains_with_the_retrieval_loss(tiny_config, tmp_path):

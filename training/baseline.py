@@ -42,7 +42,8 @@ class SpectrumRegressionModule(L.LightningModule):
         loss = mass_weighted_mse(predicted, batch["target"], self.config.optim.mass_power)
         batch_size = batch["target"].shape[0]
         if stage == "train" and self.config.optim.retrieval_weight:
-            retrieval = in_batch_retrieval_loss(predicted, batch["target"], self.config.optim.retrieval_temperature)
+            retrieval = in_batch_retrieval_loss(predicted, batch["target"], self.config.optim.retrieval_temperature,
+                                                molecule=batch.get("molecule"))
             self.log("train_retrieval_loss", retrieval, batch_size=batch_size)
             loss = loss + self.config.optim.retrieval_weight * retrieval
         self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=stage != "train")

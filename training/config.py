@@ -28,6 +28,10 @@ class DataConfig:
     split_seed: int = 42
     cleaning: CleaningConfig = field(default_factory=CleaningConfig)
     batch_size: int = 64
+    # "random": shuffled batches; "mass": each training batch holds molecules of similar nominal mass (within
+    # about batch_mass_jitter Da), so the in-batch retrieval loss (optim.retrieval_weight) meets hard negatives
+    batch_grouping: str = "random"
+    batch_mass_jitter: float = 5.0
     num_workers: int = 0
     # keep each molecule's fingerprint in RAM after its first use (uint8, ~4-6 kB per molecule and per worker);
     # false: featurise on every read, for datasets whose fingerprints do not fit (matchms-neims benchmark-memory)

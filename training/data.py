@@ -281,6 +281,8 @@ class CacheMetadata:
             self.split = handle["split"][:]
             self.nominal_mass = handle["nominal_mass"][:]
             self.columns = {name: handle[name].asstr()[:] for name in CACHE_STRING_COLUMNS}
+        # one integer per molecule (rows of one molecule share it): the retrieval loss's "same molecule"
+        self.molecule_id = np.unique(self.columns["molecule_key"], return_inverse=True)[1].astype(np.int64)
 
     def indices(self, split: str | None) -> np.ndarray:
         if split is None:
@@ -341,7 +343,8 @@ class LazyMassSpecDataset(Dataset):
     """Training samples from the HDF5 cache: metadata in RAM, spectra read from disk per item.
 
     Each item is a dict with ``features`` (model input), ``target`` (binned spectrum, base peak 1),
-    ``nominal_mass`` and ``index`` (row in the cache). Features are computed on the fly and
+    ``nominal_mass``, ``index`` (row in the cache) and ``molecule`` (an integer shared by the rows of one
+    molecule). Features are computed on the fly and
     memoised per molecule (fingerprints as their non-zero entries, see :func:`compact_features`; graphs as
     they are).
 
@@ -426,6 +429,7 @@ class LazyMassSpecDataset(Dataset):
             "target": torch.from_numpy(np.asarray(target, dtype=np.float32)),
             "nominal_mass": torch.tensor(mass),
             "index": torch.tensor(row),
+            "molecule": torch.tensor(int(self.metadata.molecule_id[row])),
         }
         if self.soft_labels is not None:
             label = None if relabelled else self.soft_labels.get(row)
@@ -488,6 +492,46 @@ class EpochSeededSampler(torch.utils.data.Sampler[int]):
         return iter(torch.randperm(self.n, generator=generator).tolist())
 
 
+class MassGroupedSampler(EpochSeededSampler):
+    """An order of the items in which each run of ``batch_size`` items holds molecules of similar nominal mass.
+
+    Per epoch, the masses are jittered by a uniform ``+-jitter`` Da, sorted and cut into batches, and the batches
+    are shuffled (the last, shorter one stays last, so that every batch the DataLoader cuts is one group). Under
+    the in-batch retrieval loss the other molecules of a batch are then the look-alikes a library search has to
+    tell apart (same mass range), not easy negatives of another size. Depends only on ``seed`` and the epoch.
+
+    Parameters
+    ----------
+    nominal_masses
+        Nominal mass of each item, in item order.
+    batch_size
+        The DataLoader's batch size.
+    jitter
+        Half-width (Da) of the uniform noise added to the masses before sorting; 0 gives the same groups
+        every epoch.
+    """
+
+    def __init__(self, nominal_masses: np.ndarray, batch_size: int, seed: int = 0, jitter: float = 5.0):
+        super().__init__(len(nominal_masses), seed)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.nominal_masses = np.asarray(nominal_masses, dtype=np.float64)
+        self.batch_size = batch_size
+        self.jitter = float(jitter)
+
+    def __iter__(self):
+        rng = np.random.default_rng(self.seed * 100_003 + self.epoch)
+        keys = self.nominal_masses + rng.uniform(-self.jitter, self.jitter, self.n)
+        order = np.argsort(keys, kind="stable")
+        n_full = self.n // self.batch_size
+        batches = order[:n_full * self.batch_size].reshape(n_full, self.batch_size)
+        batches = batches[rng.permutation(n_full)]
+        return iter(np.concatenate([batches.reshape(-1), order[n_full * self.batch_size:]]).tolist())
+
+
+BATCH_GROUPINGS = ("random", "mass")
+
+
 class SpectraDataModule(L.LightningDataModule):
     """Lightning DataModule over the cache (train/val/test splits by molecule)."""
 
@@ -521,12 +565,24 @@ class SpectraDataModule(L.LightningDataModule):
             dataset = ConcatDataset([dataset, self.transfer])
         # shuffled by (seed, epoch), so a resumed run sees the same order; Lightning swaps in a
         # DistributedSampler (also seeded per epoch) under DDP
-        sampler = EpochSeededSampler(len(dataset), self.config.split_seed) if shuffle else None
+        sampler = self._train_sampler(dataset) if shuffle else None
         # its own generator: creating an iterator then draws no number from torch's global stream (dropout's)
         return DataLoader(dataset, batch_size=self.config.batch_size, sampler=sampler,
                           generator=torch.Generator().manual_seed(self.config.split_seed),
                           num_workers=self.config.num_workers, persistent_workers=self.config.num_workers > 0,
                           collate_fn=SampleCollator(self.featurizer.kind))
+
+    def _train_sampler(self, dataset: Dataset) -> EpochSeededSampler:
+        grouping = self.config.batch_grouping
+        if grouping not in BATCH_GROUPINGS:
+            raise ValueError(f"unknown data.batch_grouping {grouping!r}; expected one of {BATCH_GROUPINGS}")
+        if grouping == "random":
+            return EpochSeededSampler(len(dataset), self.config.split_seed)
+        if not isinstance(dataset, LazyMassSpecDataset):
+            raise ValueError("data.batch_grouping 'mass' needs the spectra of the cache alone (no transfer set)")
+        masses = dataset.metadata.nominal_mass[dataset.indices]
+        return MassGroupedSampler(masses, self.config.batch_size, self.config.split_seed,
+                                  self.config.batch_mass_jitter)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

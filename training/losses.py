@@ -35,7 +35,7 @@ def mass_weighted_mse(predicted_sqrt: torch.Tensor, target: torch.Tensor, mass_p
 
 
 def in_batch_retrieval_loss(predicted_sqrt: torch.Tensor, target: torch.Tensor, temperature: float = 0.05,
-                            mz_power: float = 1.0) -> torch.Tensor:
+                            mz_power: float = 1.0, molecule: torch.Tensor | None = None) -> torch.Tensor:
     """Library search inside a batch as a loss (InfoNCE): each measured spectrum should score its own molecule's
     prediction above the predictions of the batch's other molecules.
 
@@ -43,7 +43,8 @@ def in_batch_retrieval_loss(predicted_sqrt: torch.Tensor, target: torch.Tensor, 
     vectors times m/z), so the loss rewards what Recall@k measures: a prediction that is close to its
     spectrum *and* far from other molecules' spectra. The mean squared error alone rewards the first only;
     predictions of heavy molecules that look alike (generic fragments) then outscore the right one.
-    Rows of the same molecule (equal predictions) are not counted as negatives of each other.
+    Rows of the same molecule (equal ``molecule`` ids, or without ids equal predictions) are not counted as
+    negatives of each other.
 
     Parameters
     ----------
@@ -53,12 +54,18 @@ def in_batch_retrieval_loss(predicted_sqrt: torch.Tensor, target: torch.Tensor, 
         Softmax temperature of the cosine scores.
     mz_power
         Exponent of the m/z weight (search's default 1).
+    molecule
+        Optional ``(batch,)`` molecule ids. Give them in training: under dropout two rows of one molecule get
+        different predictions, which the equality test would take for two molecules.
     """
     mz = torch.arange(target.shape[-1], device=target.device, dtype=predicted_sqrt.dtype) ** mz_power
     queries = nn.functional.normalize(torch.sqrt(target.clamp_min(0)) * mz, dim=-1)
     candidates = nn.functional.normalize(predicted_sqrt * mz, dim=-1)
     logits = queries @ candidates.T / temperature
-    same = (predicted_sqrt.detach()[:, None, :] == predicted_sqrt.detach()[None, :, :]).all(-1)
+    if molecule is None:
+        same = (predicted_sqrt.detach()[:, None, :] == predicted_sqrt.detach()[None, :, :]).all(-1)
+    else:
+        same = molecule[:, None] == molecule[None, :]
     same.fill_diagonal_(False)
     logits = logits.masked_fill(same, -torch.inf)
     return nn.functional.cross_entropy(logits, torch.arange(len(logits), device=logits.device))

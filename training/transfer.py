@@ -171,6 +171,7 @@ class TransferDataset(Dataset):
             "target": torch.zeros(self.n_bins),
             "nominal_mass": torch.tensor(int(self._masses[item])),
             "index": torch.tensor(-1),
+            "molecule": torch.tensor(-1 - item),  # not a cache molecule: an id of its own
             **teacher_item(self.labels.at(self.positions[item]), self.n_bins, self.labels.embedding_size),
             "has_target": torch.tensor(0.0),
         }
