@@ -19,6 +19,8 @@ from matchms_neims.utils import available_cores, check_output_paths
 logger = logging.getLogger("matchms_neims")
 
 
+#: approximate_index.KINDS, not imported: --help imports neither faiss nor matchms
+APPROXIMATE_KINDS = ("ivf-pq", "ivf-flat", "hnsw")
 QUIET_HELP = "no progress bars and no informational log lines (warnings and errors stay)"
 
 
@@ -163,7 +165,8 @@ def _add_index(subparsers) -> None:
                     "of hits, the settings and the source's SHA-256, searched memory-mapped by `search` with "
                     "the same hits as the file. Written streamed and atomically; an index already built from the "
                     "same file with the same settings is kept (unless --force).")
-    parser.add_argument("library", help="library spectra (.msp or .mgf, optionally .gz)")
+    parser.add_argument("library", help="library spectra (.msp or .mgf, optionally .gz); or, with --faiss, a library "
+                                        "index already built (only its approximate index is written then)")
     parser.add_argument("-o", "--output", default=None, help="index file to write (default: LIBRARY.nidx beside it)")
     parser.add_argument("--mz-power", type=float, default=None, help="cosine m/z weighting exponent (default 1)")
     parser.add_argument("--intensity-power", type=float, default=None,
@@ -177,16 +180,42 @@ def _add_index(subparsers) -> None:
     parser.add_argument("--errors", default=None,
                         help="write the records skipped as unreadable (file, line, record, reason) to this TSV")
     parser.add_argument("--force", action="store_true", help="rebuild even an index that is up to date")
+    approximate = parser.add_argument_group(
+        "approximate index (FAISS)", "also write a FAISS inner-product index of the library index's vectors, for "
+                                     "`search --approximate` (pip install \"matchms-neims[faiss]\")")
+    approximate.add_argument("--faiss", choices=APPROXIMATE_KINDS, default=None, metavar="KIND",
+                             help="ivf-flat (float32 vectors: 2 GB per million spectra; measured in "
+                                  "docs/performance.md), ivf-pq (64 bytes per spectrum: the one that fits 10 M "
+                                  "spectra and more in RAM) or hnsw (a graph of float32 vectors)")
+    approximate.add_argument("--faiss-output", default=None, metavar="PATH",
+                             help="FAISS file to write (default: INDEX.nidx.faiss beside the library index)")
+    approximate.add_argument("--nlist", type=int, default=None,
+                             help="inverted lists of ivf-pq/ivf-flat (default: the power of two nearest 2 sqrt(n))")
+    approximate.add_argument("--pq-m", type=int, default=64, help="ivf-pq: bytes (sub-quantizers) per spectrum")
+    approximate.add_argument("--hnsw-m", type=int, default=32, help="hnsw: neighbours per node (default 32)")
     add_quiet_option(parser)
     parser.set_defaults(handler=_run_index)
 
 
 def _run_index(args) -> int:
-    from matchms_neims.library_index import build_index, default_index_path
+    from matchms_neims.library_index import build_index, default_index_path, is_library_index
     from matchms_neims.search import DEFAULT_INTENSITY_POWER, DEFAULT_MAX_MZ, DEFAULT_MZ_POWER
 
+    if args.faiss is not None and is_library_index(args.library):  # an index already built: its FAISS file only
+        if args.output is not None:
+            raise ValueError(f"{args.library} is a library index already; -o/--output names a library index to "
+                             f"write: give --faiss-output for the FAISS file")
+        _build_approximate(args, args.library)
+        return 0
     output = args.output or str(default_index_path(args.library))
-    check_output_paths({"-o/--output": output, "--errors": args.errors}, {"the library": args.library})
+    faiss_output = None
+    if args.faiss is not None:
+        from matchms_neims.approximate_index import default_approximate_path, import_faiss
+
+        import_faiss()  # before the index is built, not after
+        faiss_output = args.faiss_output or str(default_approximate_path(output))
+    check_output_paths({"-o/--output": output, "--errors": args.errors, "--faiss-output": faiss_output},
+                       {"the library": args.library})
     summary = build_index(
         args.library, output, max_mz=DEFAULT_MAX_MZ if args.max_mz is None else args.max_mz,
         mz_power=DEFAULT_MZ_POWER if args.mz_power is None else args.mz_power,
@@ -194,7 +223,21 @@ def _run_index(args) -> int:
         dtype=args.dtype, chunk_rows=args.chunk_size, errors_path=args.errors, force=args.force,
         progress=not args.quiet)
     print(summary)
+    if args.faiss is not None:
+        _build_approximate(args, output)
     return 0
+
+
+def _build_approximate(args, index: str) -> None:
+    """``index --faiss KIND``: the approximate index of the library index ``index``."""
+    from matchms_neims.approximate_index import build_approximate_index, default_approximate_path
+
+    output = args.faiss_output or str(default_approximate_path(index))
+    check_output_paths({"--faiss-output": output}, {"the library index": index})
+    if not args.quiet:
+        logger.info("building the %s approximate index of %s", args.faiss, index)
+    print(build_approximate_index(index, output, kind=args.faiss, nlist=args.nlist, pq_m=args.pq_m,
+                                  hnsw_m=args.hnsw_m, force=args.force))
 
 
 def _add_export(subparsers) -> None:
@@ -244,6 +287,21 @@ def _add_search(subparsers) -> None:
                              "exact_mass metadata; queries without a mass are compared with every entry)")
     parser.add_argument("--library-block-size", type=int, default=100_000,
                         help="library spectra read and scored at a time (default 100000; bounds memory)")
+    approximate = parser.add_argument_group(
+        "approximate search (FAISS)", "candidates from the FAISS index of a library index (`index --faiss`), "
+                                      "rescored exactly: scores and matched peaks are exact, an exact hit may be "
+                                      "missed; exact search is the default")
+    approximate.add_argument("--approximate", action="store_true",
+                             help="search through the library index's FAISS file (LIBRARY.nidx.faiss)")
+    approximate.add_argument("--faiss", default=None, metavar="PATH",
+                             help="the FAISS file (default: beside the library index; implies --approximate)")
+    approximate.add_argument("--nprobe", type=int, default=None,
+                             help="ivf-pq/ivf-flat: inverted lists visited per query (default 32; more: slower, "
+                                  "higher recall)")
+    approximate.add_argument("--ef-search", type=int, default=None, help="hnsw: nodes explored per query (default 128)")
+    approximate.add_argument("--candidates", type=int, default=None,
+                             help="entries per query taken from FAISS and rescored exactly (default: 10 x top-k for "
+                                  "ivf-pq, top-k + 8 otherwise)")
     report = parser.add_argument_group("visual report")
     report.add_argument("--report", default=None, metavar="REPORT.html",
                         help="also write a self-contained HTML report: per query its hits with score, matched "
@@ -276,16 +334,20 @@ def _run_search(args) -> int:
                          f"{args.report_queries}")
     problems: list = []  # bad records of both files, skipped
     library = _search_library_input(args, problems)
-    result = search_library(
-        iter_records(args.queries, problems), library, top_k=args.top_k,
-        mz_power=DEFAULT_MZ_POWER if args.mz_power is None else args.mz_power,
-        intensity_power=DEFAULT_INTENSITY_POWER if args.intensity_power is None else args.intensity_power,
-        max_mz=DEFAULT_MAX_MZ if args.max_mz is None else args.max_mz,
-        library_block_size=args.library_block_size, mass_window=args.mass_window,
-        query_label=Path(args.queries).name, library_label=Path(args.library).name,
-        progress=not args.quiet,
-        expected_library_size=None if args.quiet or hasattr(library, "__len__") else library_file_size(args.library),
-    )
+    if args.approximate or args.faiss:
+        result = _search_approximate(args, library, problems)
+    else:
+        result = search_library(
+            iter_records(args.queries, problems), library, top_k=args.top_k,
+            mz_power=DEFAULT_MZ_POWER if args.mz_power is None else args.mz_power,
+            intensity_power=DEFAULT_INTENSITY_POWER if args.intensity_power is None else args.intensity_power,
+            max_mz=DEFAULT_MAX_MZ if args.max_mz is None else args.max_mz,
+            library_block_size=args.library_block_size, mass_window=args.mass_window,
+            query_label=Path(args.queries).name, library_label=Path(args.library).name,
+            progress=not args.quiet,
+            expected_library_size=None if args.quiet or hasattr(library, "__len__")
+            else library_file_size(args.library),
+        )
     result.to_tsv(args.output)
     print(f"{result.n_queries} queries searched against {result.n_library} library spectra; "
           f"hits written to {args.output}")
@@ -326,6 +388,24 @@ def _search_library_input(args, problems: list):
                              f"file or rebuild the index")
         args.report_library = str(source)
     return index
+
+
+def _search_approximate(args, library, problems: list):
+    """``search --approximate``: the candidates of the library index's FAISS file, rescored exactly."""
+    from pathlib import Path
+
+    from matchms_neims.approximate_index import search_approximate
+    from matchms_neims.io import iter_records
+    from matchms_neims.library_index import LibraryIndex
+
+    if not isinstance(library, LibraryIndex):
+        raise ValueError(f"--approximate searches a library index and its FAISS file; {args.library} is a spectra "
+                         f"file: build them with `matchms-neims index {args.library} --faiss ivf-flat`")
+    return search_approximate(
+        iter_records(args.queries, problems), library, top_k=args.top_k, approximate=args.faiss,
+        nprobe=args.nprobe, ef_search=args.ef_search, candidates=args.candidates, mz_power=args.mz_power,
+        intensity_power=args.intensity_power, max_mz=args.max_mz, mass_window=args.mass_window,
+        query_label=Path(args.queries).name, library_label=Path(args.library).name)
 
 
 def _write_search_report(args, result) -> None:

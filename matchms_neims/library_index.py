@@ -634,6 +634,60 @@ class LibraryIndex:
                               max_mz, mz_power, intensity_power, masses, above,
                               occupied_columns=slice(low, high) if high > low else slice(0, 0))
 
+    def gather(self, rows: np.ndarray | Sequence[int], width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The dense vectors and peaks of arbitrary rows (e.g. the candidates of an approximate search).
+
+        Parameters
+        ----------
+        rows
+            Row numbers, in any order, repeats allowed.
+        width
+            Columns returned, m/z ``0..width - 1`` (default ``max_mz + 1``); stored bins at or above it are left out.
+
+        Returns
+        -------
+        vectors, peaks
+            ``(len(rows), width)`` float32 weighted unit vectors (as :meth:`matrix` gives them) and bool peaks.
+        """
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        width = self.max_mz + 1 if width is None else int(width)
+        vectors = np.zeros((rows.size, width), dtype=np.float32)
+        peaks = np.zeros((rows.size, width), dtype=bool)
+        if not rows.size:
+            return vectors, peaks
+        if rows.min() < 0 or rows.max() >= len(self):
+            raise IndexError(f"{self.path}: rows outside 0..{len(self) - 1}")
+        chunks = np.searchsorted(self._starts, rows, side="right") - 1
+        for number in np.unique(chunks).tolist():
+            self._verify_chunk(number)
+            positions = np.flatnonzero(chunks == number)
+            local = rows[positions] - self._starts[number]
+            indptr = self._array(number, "indptr")
+            begins, lengths = indptr[local], indptr[local + 1] - indptr[local]
+            # the stored bins of every asked row, one flat gather: begin of its row + position within it
+            owners = np.repeat(np.arange(positions.size), lengths)
+            starts = np.cumsum(lengths) - lengths
+            stored = np.repeat(begins, lengths) + np.arange(int(lengths.sum())) - np.repeat(starts, lengths)
+            columns = self._array(number, "indices")[stored].astype(np.intp)
+            keep = columns < width
+            target_rows, columns = positions[owners[keep]], columns[keep]
+            vectors[target_rows, columns] = self._array(number, "values")[stored[keep]]
+            peaks[target_rows, columns] = True
+        return vectors, peaks
+
+    def row_masses(self, rows: np.ndarray | Sequence[int]) -> np.ndarray:
+        """Nominal molecular masses (float64, NaN where unknown) of arbitrary rows (their chunks verified)."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        masses = np.full(rows.size, np.nan)
+        if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
+            raise IndexError(f"{self.path}: rows outside 0..{len(self) - 1}")
+        chunks = np.searchsorted(self._starts, rows, side="right") - 1
+        for number in np.unique(chunks).tolist():
+            self._verify_chunk(number)
+            positions = np.flatnonzero(chunks == number)
+            masses[positions] = self._array(number, "masses")[rows[positions] - self._starts[number]]
+        return masses
+
     def _release(self, start: int, stop: int) -> None:
         """Tell the kernel that this process is done with the pages of rows ``start..stop`` (they stay in the
         page cache but leave this process's resident memory), so that the RSS of a search stays bounded."""
