@@ -30,6 +30,7 @@ class DataConfig:
     batch_size: int = 64
     # "random": shuffled batches; "mass": each training batch holds molecules of similar nominal mass (within
     # about batch_mass_jitter Da), so the in-batch retrieval loss (optim.retrieval_weight) meets hard negatives
+    # (one process; DDP runs get Lightning's DistributedSampler, random batches)
     batch_grouping: str = "random"
     batch_mass_jitter: float = 5.0
     num_workers: int = 0

@@ -499,6 +499,7 @@ class MassGroupedSampler(EpochSeededSampler):
     are shuffled (the last, shorter one stays last, so that every batch the DataLoader cuts is one group). Under
     the in-batch retrieval loss the other molecules of a batch are then the look-alikes a library search has to
     tell apart (same mass range), not easy negatives of another size. Depends only on ``seed`` and the epoch.
+    One process only: under DDP, Lightning puts its DistributedSampler (random batches) in place of this one.
 
     Parameters
     ----------
