@@ -26,14 +26,14 @@ Index kinds (``kind``; all inner product):
     residual); ``nprobe`` lists visited per query. 72 bytes per spectrum with ``pq_m`` 64 (19.1 MB for 228,700),
     so 10 M spectra take 0.7 GB of RAM, where the float32 vectors alone would take 20 GB. Its approximate scores
     are coarse, which the exact rescoring of a wider candidate list (10 x ``top_k``) is meant to make up for;
-    its recall on the 228,700-entry library is not measured yet (only on the tests' synthetic library).
+    on the 228,700-entry library it found 0.963 of the exact top 10 with nprobe 32 and 100 candidates.
 ``ivf-flat`` (default)
     The same inverted file with the float32 vectors (4 bytes per column and spectrum: 2 GB per million
-    spectra at 501 columns); its scores are exact float32 inner products. The kind measured on 228,700 entries
+    spectra at 501 columns); its scores are exact float32 inner products. Recall 0.997 on 228,700 entries
     (docs/performance.md); beyond a few million spectra its vectors no longer fit in RAM, and ``ivf-pq`` does.
 ``hnsw``
     A graph of the float32 vectors (``hnsw_m`` neighbours per node); ``ef_search`` nodes explored per query. No
-    training, but the slowest to build and the largest.
+    training, but the slowest to build and the largest (recall 0.906 at ef_search 128 on 228,700 entries).
 
 The FAISS file (version 1, little-endian) is FAISS's own serialisation (``faiss.write_index``) followed by a JSON
 footer (kind, parameters, dimensions, and the identity of the library index it was built from: its size, spectra,
