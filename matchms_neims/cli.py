@@ -334,20 +334,23 @@ def _run_search(args) -> int:
                          f"{args.report_queries}")
     problems: list = []  # bad records of both files, skipped
     library = _search_library_input(args, problems)
-    if args.approximate or args.faiss:
-        result = _search_approximate(args, library, problems)
-    else:
-        result = search_library(
-            iter_records(args.queries, problems), library, top_k=args.top_k,
-            mz_power=DEFAULT_MZ_POWER if args.mz_power is None else args.mz_power,
-            intensity_power=DEFAULT_INTENSITY_POWER if args.intensity_power is None else args.intensity_power,
-            max_mz=DEFAULT_MAX_MZ if args.max_mz is None else args.max_mz,
-            library_block_size=args.library_block_size, mass_window=args.mass_window,
-            query_label=Path(args.queries).name, library_label=Path(args.library).name,
-            progress=not args.quiet,
-            expected_library_size=None if args.quiet or hasattr(library, "__len__")
-            else library_file_size(args.library),
-        )
+    try:
+        if args.approximate or args.faiss:
+            result = _search_approximate(args, library, problems)
+        else:
+            result = search_library(
+                iter_records(args.queries, problems), library, top_k=args.top_k,
+                mz_power=DEFAULT_MZ_POWER if args.mz_power is None else args.mz_power,
+                intensity_power=DEFAULT_INTENSITY_POWER if args.intensity_power is None else args.intensity_power,
+                max_mz=DEFAULT_MAX_MZ if args.max_mz is None else args.max_mz,
+                library_block_size=args.library_block_size, mass_window=args.mass_window,
+                query_label=Path(args.queries).name, library_label=Path(args.library).name,
+                progress=not args.quiet,
+                expected_library_size=None if args.quiet or hasattr(library, "__len__")
+                else library_file_size(args.library),
+            )
+    finally:
+        library.close()  # an open library index (its memory maps), or the MSP/MGF reader (its file)
     result.to_tsv(args.output)
     print(f"{result.n_queries} queries searched against {result.n_library} library spectra; "
           f"hits written to {args.output}")
@@ -366,7 +369,6 @@ def _search_library_input(args, problems: list):
     is refused by the search), and ``args.report_library`` to the MSP/MGF file it was built from (the report
     draws the hits' peaks); that file must still be there, with the size recorded in the index.
     """
-    from pathlib import Path
 
     from matchms_neims.io import iter_records
     from matchms_neims.library_index import LibraryIndex, is_library_index
@@ -375,6 +377,19 @@ def _search_library_input(args, problems: list):
     if not is_library_index(args.library):
         return iter_records(args.library, problems)
     index = LibraryIndex(args.library)
+    try:
+        _adopt_index_settings(args, index)
+    except BaseException:
+        index.close()
+        raise
+    return index
+
+
+def _adopt_index_settings(args, index) -> None:
+    """The index's weighting and --max-mz for the options not given; for --report, the library file it was built
+    from (which must still be there, unchanged)."""
+    from pathlib import Path
+
     max_mz, mz_power, intensity_power = index.settings
     args.max_mz = max_mz if args.max_mz is None else args.max_mz
     args.mz_power = mz_power if args.mz_power is None else args.mz_power
@@ -387,7 +402,6 @@ def _search_library_input(args, problems: list):
                              f"from {source}, which is {'changed' if source.is_file() else 'missing'}; search that "
                              f"file or rebuild the index")
         args.report_library = str(source)
-    return index
 
 
 def _search_approximate(args, library, problems: list):
