@@ -70,8 +70,10 @@ from matchms_neims.search import (
     SearchResult,
     SpectraInput,
     _as_matrix,
+    _count_matches,
     _input_label,
     _log_above_max_mz,
+    _rescored,
 )
 from matchms_neims.utils import atomic_path
 
@@ -487,25 +489,31 @@ class ApproximateIndex:
 def _exact_top(query_vectors: np.ndarray, query_peaks: np.ndarray, query_masses: np.ndarray, rows: np.ndarray,
                library: LibraryIndex, columns: int, top_k: int, mass_window: float | None
                ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per query: its candidates rescored exactly (float64), the ``top_k`` best as (rows, scores, matched peaks)."""
+    """Per query: its candidates rescored exactly (search's float64 rescoring and matched-peak count), the
+    ``top_k`` best as (rows, scores, matched peaks); candidates outside the mass window are dropped."""
     unique, inverse = np.unique(rows[rows >= 0], return_inverse=True)
+    if not unique.size:  # FAISS proposed nothing
+        for _ in range(len(rows)):
+            yield unique, np.zeros(0), np.zeros(0, dtype=np.int64)
+        return
     vectors, peaks = library.gather(unique, width=columns)
-    masses = library.row_masses(unique) if mass_window is not None else None
-    position = np.full(rows.shape, -1, dtype=np.int64)
-    position[rows >= 0] = inverse
-    for i in range(len(rows)):
-        valid = position[i] >= 0
-        candidates, places = rows[i][valid], position[i][valid]
-        candidates, first = np.unique(candidates, return_index=True)  # FAISS may propose a row twice
-        places = places[first]
-        scores = np.clip(vectors[places].astype(np.float64) @ query_vectors[i, :columns].astype(np.float64), 0.0, 1.0)
-        if masses is not None and np.isfinite(query_masses[i]):
-            with np.errstate(invalid="ignore"):
-                inside = ~(np.abs(masses[places] - query_masses[i]) > mass_window)
-            candidates, places, scores = candidates[inside], places[inside], scores[inside]
-        order = np.lexsort((candidates, -scores))[:top_k]
-        matched = np.count_nonzero(peaks[places[order]] & query_peaks[i, None, :columns], axis=1)
-        yield candidates[order], scores[order], matched
+    valid = rows >= 0
+    position = np.zeros(rows.shape, dtype=np.int64)  # candidates as rows of the gathered block, sorted as the library
+    position[valid] = inverse
+    # FAISS may propose a row twice: keep its first proposal only
+    order = np.argsort(np.where(valid, position, -1), axis=1, kind="stable")
+    ordered = np.take_along_axis(np.where(valid, position, -1), order, axis=1)
+    repeated = np.zeros(rows.shape, dtype=bool)
+    repeated[:, 1:] = (ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)
+    np.put_along_axis(valid, order, np.take_along_axis(valid, order, axis=1) & ~repeated, axis=1)
+    if mass_window is not None:
+        with np.errstate(invalid="ignore"):
+            valid &= ~(np.abs(library.row_masses(unique)[position] - query_masses[:, None]) > mass_window)
+    top, scores = _rescored(query_vectors[:, :columns], vectors, position, valid, min(top_k, rows.shape[1]))
+    matched = _count_matches(query_peaks[:, :columns], peaks, top)
+    for found, found_scores, found_matched in zip(top, scores, matched):
+        keep = found_scores >= 0
+        yield unique[found[keep]], found_scores[keep], found_matched[keep]
 
 
 def search_approximate(

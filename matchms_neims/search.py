@@ -522,14 +522,15 @@ def _top_k_above(scores: np.ndarray, k: int, floor: np.ndarray) -> np.ndarray:
 _FLOOR_MARGIN = 2e-4
 
 
-def _rescored(query_vectors: np.ndarray, library_vectors: np.ndarray, candidates: np.ndarray, scores: np.ndarray,
+def _rescored(query_vectors: np.ndarray, library_vectors: np.ndarray, candidates: np.ndarray, valid: np.ndarray,
               k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best of each row's candidates, rescored pair by pair in float64.
 
     The matrix product's last bits depend on the shapes BLAS is given (the library block size), so identical
     library spectra (stereoisomers) could score apart and swap ranks between runs. Each candidate's score is
-    therefore recomputed on its own, the same way whatever the blocks, and ties are broken by library order.
-    Entries outside the mass window keep their score of -1.
+    therefore recomputed on its own, the same way whatever the blocks, and ties are broken by library order
+    (candidates are row numbers of ``library_vectors``). Candidates where ``valid`` (same shape) is false, such
+    as entries outside the mass window, score -1. The approximate search rescores FAISS's candidates here too.
     """
     exact = np.empty(candidates.shape, dtype=np.float64)
     step = max(1, _GATHER_ELEMENTS // max(1, candidates.shape[1] * library_vectors.shape[1]))
@@ -538,7 +539,7 @@ def _rescored(query_vectors: np.ndarray, library_vectors: np.ndarray, candidates
         rows = library_vectors[candidates[start:stop]]  # cast to float64 by einsum in its buffers, not copied
         exact[start:stop] = np.einsum("ikj,ij->ik", rows, query_vectors[start:stop], dtype=np.float64)
     np.clip(exact, 0.0, 1.0, out=exact)
-    exact[np.take_along_axis(scores, candidates, axis=1) < 0] = -1.0
+    exact[~valid] = -1.0
     order = np.lexsort((candidates, -exact), axis=1)[:, :k]
     return np.take_along_axis(candidates, order, axis=1), np.take_along_axis(exact, order, axis=1)
 
@@ -599,7 +600,8 @@ def iter_search_blocks(
              else _top_k_above(scores[i : i + rows_per_chunk], wide, floor[start:stop][i : i + rows_per_chunk])
              for i in range(0, scores.shape[0], rows_per_chunk)]
         )
-        top, top_scores = _rescored(queries.vectors[start:stop, columns], library.vectors[:, columns], top, scores, k)
+        top, top_scores = _rescored(queries.vectors[start:stop, columns], library.vectors[:, columns], top,
+                                    np.take_along_axis(scores, top, axis=1) >= 0, k)
         matches = _count_matches(queries.peaks[start:stop], library.peaks, top)
         yield start, top, top_scores, matches
 
