@@ -653,15 +653,7 @@ class LibraryIndex:
         width = self.max_mz + 1 if width is None else int(width)
         vectors = np.zeros((rows.size, width), dtype=np.float32)
         peaks = np.zeros((rows.size, width), dtype=bool)
-        if not rows.size:
-            return vectors, peaks
-        if rows.min() < 0 or rows.max() >= len(self):
-            raise IndexError(f"{self.path}: rows outside 0..{len(self) - 1}")
-        chunks = np.searchsorted(self._starts, rows, side="right") - 1
-        for number in np.unique(chunks).tolist():
-            self._verify_chunk(number)
-            positions = np.flatnonzero(chunks == number)
-            local = rows[positions] - self._starts[number]
+        for number, positions, local in self._rows_by_chunk(rows):
             indptr = self._array(number, "indptr")
             begins, lengths = indptr[local], indptr[local + 1] - indptr[local]
             # the stored bins of every asked row, one flat gather: begin of its row + position within it
@@ -679,14 +671,22 @@ class LibraryIndex:
         """Nominal molecular masses (float64, NaN where unknown) of arbitrary rows (their chunks verified)."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         masses = np.full(rows.size, np.nan)
-        if rows.size and (rows.min() < 0 or rows.max() >= len(self)):
+        for number, positions, local in self._rows_by_chunk(rows):
+            masses[positions] = self._array(number, "masses")[local]
+        return masses
+
+    def _rows_by_chunk(self, rows: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """For arbitrary ``rows``: each chunk holding some of them (verified), as (chunk number, positions in
+        ``rows``, row numbers within the chunk)."""
+        if not rows.size:
+            return
+        if rows.min() < 0 or rows.max() >= len(self):
             raise IndexError(f"{self.path}: rows outside 0..{len(self) - 1}")
         chunks = np.searchsorted(self._starts, rows, side="right") - 1
         for number in np.unique(chunks).tolist():
             self._verify_chunk(number)
             positions = np.flatnonzero(chunks == number)
-            masses[positions] = self._array(number, "masses")[rows[positions] - self._starts[number]]
-        return masses
+            yield number, positions, rows[positions] - self._starts[number]
 
     def _release(self, start: int, stop: int) -> None:
         """Tell the kernel that this process is done with the pages of rows ``start..stop`` (they stay in the
