@@ -302,6 +302,17 @@ def _add_search(subparsers) -> None:
     approximate.add_argument("--candidates", type=int, default=None,
                              help="entries per query taken from FAISS and rescored exactly (default: 10 x top-k for "
                                   "ivf-pq, top-k + 8 otherwise)")
+    sharding = parser.add_argument_group(
+        "sharded search", "with any of these options a library index is searched in shards of rows through "
+                          "Lightning (Trainer.predict), one CPU process per device and node, then merged: the hits "
+                          "are those of one process")
+    sharding.add_argument("--devices", default=None, help="processes per node: a number, or 'auto' (default 1)")
+    sharding.add_argument("--num-nodes", type=int, default=None, help="nodes (default 1)")
+    sharding.add_argument("--shard-entries", type=int, default=None,
+                          help="index rows per shard, a multiple of --library-block-size, the unit of resumption "
+                               "(default: 2 shards per process)")
+    sharding.add_argument("--resume", action="store_true",
+                          help="continue an interrupted sharded search: finished shards are kept")
     report = parser.add_argument_group("visual report")
     report.add_argument("--report", default=None, metavar="REPORT.html",
                         help="also write a self-contained HTML report: per query its hits with score, matched "
@@ -334,8 +345,13 @@ def _run_search(args) -> int:
                          f"{args.report_queries}")
     problems: list = []  # bad records of both files, skipped
     library = _search_library_input(args, problems)
+    sharded = any(value is not None for value in (args.devices, args.num_nodes, args.shard_entries)) or args.resume
     try:
-        if args.approximate or args.faiss:
+        if sharded:
+            result = _search_sharded(args, library, problems)
+            if result is None:  # not global rank 0: rank 0 writes the hits and reports
+                return 0
+        elif args.approximate or args.faiss:
             result = _search_approximate(args, library, problems)
         else:
             result = search_library(
@@ -351,7 +367,8 @@ def _run_search(args) -> int:
             )
     finally:
         library.close()  # an open library index (its memory maps), or the MSP/MGF reader (its file)
-    result.to_tsv(args.output)
+    if not sharded:  # a sharded search has written it
+        result.to_tsv(args.output)
     print(f"{result.n_queries} queries searched against {result.n_library} library spectra; "
           f"hits written to {args.output}")
     if args.report:
@@ -402,6 +419,28 @@ def _adopt_index_settings(args, index) -> None:
                              f"from {source}, which is {'changed' if source.is_file() else 'missing'}; search that "
                              f"file or rebuild the index")
         args.report_library = str(source)
+
+
+def _search_sharded(args, library, problems: list):
+    """``search --devices/--num-nodes/--shard-entries/--resume``: the index searched in shards of rows by Lightning's
+    processes (:mod:`matchms_neims.sharded_search`); the merged result on global rank 0, ``None`` on the others."""
+    from matchms_neims.library_index import LibraryIndex
+    from matchms_neims.sharded_search import search_sharded
+
+    if not isinstance(library, LibraryIndex):
+        raise ValueError(f"a sharded search (--devices, --num-nodes, --shard-entries, --resume) searches a library "
+                         f"index; {args.library} is a spectra file: build one with `matchms-neims index "
+                         f"{args.library}`")
+    if args.approximate or args.faiss:
+        raise ValueError("--approximate searches in one process; leave out the sharded search's options")
+    devices = args.devices or 1
+    return search_sharded(args.queries, args.library, args.output, top_k=args.top_k, max_mz=args.max_mz,
+                          mz_power=args.mz_power, intensity_power=args.intensity_power,
+                          mass_window=args.mass_window, library_block_size=args.library_block_size,
+                          shard_entries=args.shard_entries,
+                          devices=int(devices) if str(devices).isdigit() else devices,
+                          num_nodes=args.num_nodes or 1, resume=args.resume, progress=not args.quiet,
+                          problems=problems)
 
 
 def _search_approximate(args, library, problems: list):

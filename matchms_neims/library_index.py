@@ -770,13 +770,15 @@ class _BlockBuffers:
 
 
 def iter_index_blocks(index: str | os.PathLike | LibraryIndex, block_entries: int, max_mz: int, mz_power: float,
-                      intensity_power: float, reuse_buffers: bool = False) -> Iterator[SpectralMatrix]:
-    """The blocks of an index file or open :class:`LibraryIndex` (see :meth:`LibraryIndex.iter_blocks`)."""
-    if isinstance(index, LibraryIndex):
-        yield from index.iter_blocks(block_entries, max_mz, mz_power, intensity_power, reuse_buffers=reuse_buffers)
-        return
-    opened = LibraryIndex(index)
+                      intensity_power: float, reuse_buffers: bool = False, rows: tuple[int, int] | None = None
+                      ) -> Iterator[SpectralMatrix]:
+    """The blocks of an index file or open :class:`LibraryIndex` (see :meth:`LibraryIndex.iter_blocks`), of all its
+    rows or of ``rows`` (``(start, stop)``)."""
+    opened = index if isinstance(index, LibraryIndex) else LibraryIndex(index)
+    start, stop = (0, None) if rows is None else (int(rows[0]), int(rows[1]))
     try:
-        yield from opened.iter_blocks(block_entries, max_mz, mz_power, intensity_power, reuse_buffers=reuse_buffers)
+        yield from opened.iter_blocks(block_entries, max_mz, mz_power, intensity_power, start, stop,
+                                      reuse_buffers=reuse_buffers)
     finally:
-        opened.close()
+        if opened is not index:
+            opened.close()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -608,7 +608,7 @@ def iter_search_blocks(
 
 def iter_library_blocks(
     library: SpectraInput, block_entries: int, max_mz: int, mz_power: float, intensity_power: float,
-    reuse_buffers: bool = False,
+    reuse_buffers: bool = False, rows: tuple[int, int] | None = None,
 ) -> Iterator[SpectralMatrix]:
     """The library as consecutive :class:`SpectralMatrix` blocks of at most ``block_entries`` spectra.
 
@@ -616,15 +616,18 @@ def iter_library_blocks(
     :class:`SpectralMatrix` is yielded whole. A library index (:mod:`matchms_neims.library_index`: a path or an
     open :class:`~matchms_neims.library_index.LibraryIndex`) is read through its memory map, block by block; its
     settings must be these; with ``reuse_buffers`` its blocks share their arrays, each valid until the next is asked
-    for. An empty library gives one empty block.
+    for; ``rows`` (``(start, stop)``, an index only) reads those rows alone. An empty library gives one empty block.
     """
     from matchms_neims.library_index import LibraryIndex, is_library_index, iter_index_blocks
 
+    is_index = isinstance(library, LibraryIndex) or isinstance(library, str | os.PathLike) and is_library_index(library)
+    if rows is not None and not is_index:
+        raise ValueError("a row range of the library (library_rows) needs a library index (matchms-neims index)")
     if isinstance(library, SpectralMatrix):
         yield _as_matrix(library, max_mz, mz_power, intensity_power, "library")
         return
-    if isinstance(library, LibraryIndex) or isinstance(library, str | os.PathLike) and is_library_index(library):
-        yield from iter_index_blocks(library, block_entries, max_mz, mz_power, intensity_power, reuse_buffers)
+    if is_index:
+        yield from iter_index_blocks(library, block_entries, max_mz, mz_power, intensity_power, reuse_buffers, rows)
         return
     if isinstance(library, str | os.PathLike):
         library = iter_records(library)
@@ -663,6 +666,7 @@ def search_library(
     library_label: str | None = None,
     progress: bool = False,
     expected_library_size: int | None = None,
+    library_rows: tuple[int, int] | None = None,
 ) -> SearchResult:
     """Find the ``top_k`` most similar library spectra of every query (unit-resolution cosine).
 
@@ -710,6 +714,11 @@ def search_library(
     expected_library_size
         The bar's total; by default a library file's records are counted (:func:`~matchms_neims.io.count_records`)
         and a list's length is taken (a stream of records has no total).
+    library_rows
+        ``(start, stop)``: search only these rows of a library index (a shard, :mod:`matchms_neims.sharded_search`).
+        Hits keep their row in the whole index as ``library_index``, ``n_library`` counts the rows searched, and
+        :func:`merge_search_results` of the shards gives the hits of the whole index when each shard starts on a
+        multiple of ``library_block_size`` (the blocks, and so every score, are then those of one search).
 
     Returns
     -------
@@ -729,11 +738,13 @@ def search_library(
     n_queries = len(query_matrix)
     best = (np.zeros((n_queries, 0), dtype=np.int64), np.zeros((n_queries, 0)), np.zeros((n_queries, 0), np.int64))
     hit_metadata: dict[int, dict] = {}
-    n_library = 0
+    first_row = n_library = 0 if library_rows is None else int(library_rows[0])
+    if library_rows is not None and expected_library_size is None:
+        expected_library_size = int(library_rows[1]) - first_row
     total = expected_library_size if expected_library_size is not None or not progress else _library_total(library)
     bar = tqdm(total=total, unit="spectra", desc="searching", disable=not progress, dynamic_ncols=True)
     for block in iter_library_blocks(library, library_block_size, max_mz, mz_power, intensity_power,
-                                     reuse_buffers=True):  # each block is done with before the next is read
+                                     reuse_buffers=True, rows=library_rows):  # each block done before the next
         width = min(top_k, best[0].shape[1] + len(block))
         merged = tuple(np.zeros((n_queries, width), dtype=part.dtype) for part in best)
         # once every query has top_k hits, entries below the k-th score cannot be hits: skip selecting among them
@@ -754,6 +765,7 @@ def search_library(
         bar.update(len(block))
     bar.close()
     hits: list[list[Hit]] = []
+    n_library -= first_row
     for indices, scores, counts in zip(*(part.tolist() for part in best)):
         row = []
         for index, score, count in zip(indices, scores, counts):
@@ -776,6 +788,31 @@ def search_library(
     _log_above_max_mz(library_above, _input_label(library, library_label, "library"), max_mz)
     return SearchResult(hits=hits, queries=list(query_matrix.metadata), n_queries=n_queries, n_library=n_library,
                         max_mz=int(max_mz), query_above_max_mz=query_above, library_above_max_mz=library_above)
+
+
+def merge_search_results(results: Sequence[SearchResult], top_k: int) -> SearchResult:
+    """The hits of a library searched in parts (shards of rows, :func:`search_library`'s ``library_rows``).
+
+    Each query keeps the ``top_k`` best of its hits over the parts, in :func:`search_library`'s order (descending
+    score, ties by ascending library index), so the parts of one index give the hits of one search of it. The
+    parts must hold the same queries; their library sizes and peaks above ``max_mz`` add up.
+    """
+    if not results:
+        raise ValueError("no search results to merge")
+    first = results[0]
+    if any(result.n_queries != first.n_queries or result.max_mz != first.max_mz for result in results):
+        raise ValueError("the search results to merge hold other queries or another max_mz")
+    hits = []
+    for query in range(first.n_queries):
+        pooled = sorted((hit for result in results for hit in result.hits[query]),
+                        key=lambda hit: (-hit.score, hit.library_index))[:top_k]
+        hits.append([replace(hit, rank=rank) for rank, hit in enumerate(pooled, start=1)])
+    library_above = PeaksAboveMaxMz()
+    for result in results:
+        library_above += result.library_above_max_mz
+    return SearchResult(hits=hits, queries=first.queries, n_queries=first.n_queries,
+                        n_library=sum(result.n_library for result in results), max_mz=first.max_mz,
+                        query_above_max_mz=first.query_above_max_mz, library_above_max_mz=library_above)
 
 
 def _library_total(library: SpectraInput) -> int | None:

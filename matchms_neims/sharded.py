@@ -97,20 +97,30 @@ def manifest(job: ShardJob, predictor: NeimsPredictor) -> dict:
 
 def prepare_shard_dir(job: ShardJob, predictor: NeimsPredictor, resume: bool) -> None:
     """Create the shard folder with its manifest, or check it when resuming (a fresh run starts it over)."""
-    wanted = manifest(job, predictor)
-    path = job.shard_dir / MANIFEST
+    open_shard_dir(job.shard_dir, manifest(job, predictor), resume, job.output)
+
+
+def open_shard_dir(shard_dir: Path, wanted: dict, resume: bool, output: str | os.PathLike) -> None:
+    """The shard folder of a sharded run (prediction or search) writing ``output``: created with the ``wanted``
+    manifest, or, when resuming, checked against it (finished shards, ``shard-NNNNNN.json``, are then kept).
+
+    Raises
+    ------
+    ValueError
+        When resuming a run whose manifest differs (another input, model or setting); it names what differs.
+    """
+    path = shard_dir / MANIFEST
     if resume and path.is_file():
         found = json.loads(path.read_text())
         if found != wanted:
             changed = sorted(key for key in wanted if found.get(key) != wanted[key])
-            raise ValueError(f"cannot resume {job.output}: the {', '.join(changed)} differ from those of the "
-                             f"unfinished run in {job.shard_dir}; run without --resume to start over")
-        logger.info("resuming: %d finished shards in %s", len(list(job.shard_dir.glob("shard-??????.json"))),
-                    job.shard_dir)
+            raise ValueError(f"cannot resume {output}: the {', '.join(changed)} differ from those of the "
+                             f"unfinished run in {shard_dir}; run without --resume to start over")
+        logger.info("resuming: %d finished shards in %s", len(list(shard_dir.glob("shard-??????.json"))), shard_dir)
         return
-    if job.shard_dir.exists():
-        shutil.rmtree(job.shard_dir)
-    job.shard_dir.mkdir(parents=True)
+    if shard_dir.exists():
+        shutil.rmtree(shard_dir)
+    shard_dir.mkdir(parents=True)
     with atomic_output(path) as handle:
         json.dump(wanted, handle, indent=2)
 

@@ -47,13 +47,18 @@ def bin_peak_lists(mz_lists: Sequence[np.ndarray], intensity_lists: Sequence[np.
     width = max_mz + 1
     n = len(mz_lists)
     lengths = np.fromiter((np.size(mz) for mz in mz_lists), dtype=np.int64, count=n)
+    intensity_lengths = np.fromiter((np.size(values) for values in intensity_lists), dtype=np.int64,
+                                    count=len(intensity_lists))
+    if intensity_lengths.shape != lengths.shape:
+        raise ValueError(f"{n} m/z lists but {len(intensity_lists)} intensity lists")
+    if (intensity_lengths != lengths).any():
+        first = int(np.flatnonzero(intensity_lengths != lengths)[0])
+        raise ValueError(f"spectrum {first} has {lengths[first]} m/z values but {intensity_lengths[first]} intensities")
     if lengths.sum():
         mz = np.concatenate([np.asarray(values, dtype=np.float64).ravel() for values in mz_lists])
         intensities = np.concatenate([np.asarray(values, dtype=np.float64).ravel() for values in intensity_lists])
     else:
         mz = intensities = np.zeros(0)
-    if mz.shape != intensities.shape:
-        raise ValueError(f"{mz.size} m/z values but {intensities.size} intensities")
     rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
     with np.errstate(invalid="ignore"):
         keep = np.isfinite(mz) & np.isfinite(intensities) & (intensities > 0)

@@ -28,6 +28,9 @@ from matchms_neims.utils import atomic_output
 
 logger = logging.getLogger(__name__)
 
+#: Metadata key of a spectrum's position among the pipeline's input spectra (all files in order), set on import so
+#: that hits name the input spectrum even after filters have dropped others.
+INPUT_INDEX_KEY = "neims_input_index"
 HITS_COLUMNS = ("query_index", "query_name", "query_id", "rank", "score", "matches", "reference_index",
                 "reference_name", "reference_inchikey", "reference_id", "reference_predicted")
 
@@ -111,7 +114,10 @@ class NeimsPipeline(Pipeline):
     def import_spectra(self, query_files, reference_files=None) -> None:
         def read(files) -> list:
             files = [files] if isinstance(files, (str, os.PathLike)) else list(files)
-            return [spectrum for path in files for spectrum in load_spectra_file(path, self.problems)]
+            spectra = [spectrum for path in files for spectrum in load_spectra_file(path, self.problems)]
+            for position, spectrum in enumerate(spectra):
+                spectrum.set(INPUT_INDEX_KEY, position)
+            return spectra
 
         self._spectra_queries = read(query_files)
         if reference_files is None:
@@ -122,7 +128,11 @@ class NeimsPipeline(Pipeline):
 
 
 def top_hits(scores, top_k: int = 10) -> list[dict]:
-    """The ``top_k`` references of each query by the last score computed (matchms ``Scores``), best first."""
+    """The ``top_k`` references of each query by the last score computed (matchms ``Scores``), best first.
+
+    ``query_index`` and ``reference_index`` are positions among the input spectra (:data:`INPUT_INDEX_KEY`, set
+    by :class:`NeimsPipeline`), not among those the filters kept; spectra without the key give their position in
+    ``scores``."""
     names = list(scores.score_names)
     score_name = next((name for name in reversed(names) if name.endswith("_score")), names[-1])
     matches_name = score_name[: -len("_score")] + "_matches" if score_name.endswith("_score") else None
@@ -131,8 +141,13 @@ def top_hits(scores, top_k: int = 10) -> list[dict]:
     values = np.asarray(sparse.data[score_name], dtype=np.float64)
     matches = np.asarray(sparse.data[matches_name]) if matches_name in names else None
     hits = []
-    for query_index, query in enumerate(scores.queries):
-        mine = np.flatnonzero(cols == query_index)
+    def input_index(spectrum, position: int) -> int:
+        value = spectrum.get(INPUT_INDEX_KEY)
+        return position if value is None else int(value)
+
+    for query_position, query in enumerate(scores.queries):
+        query_index = input_index(query, query_position)
+        mine = np.flatnonzero(cols == query_position)
         order = mine[np.lexsort((rows[mine], -values[mine]))][:top_k]
         for rank, entry in enumerate(order, start=1):
             reference = scores.references[rows[entry]]
@@ -140,7 +155,8 @@ def top_hits(scores, top_k: int = 10) -> list[dict]:
                 "query_index": query_index, "query_name": query.get("compound_name") or "",
                 "query_id": query.get("spectrum_id") or "", "rank": rank, "score": float(values[entry]),
                 "matches": "" if matches is None else int(matches[entry]),
-                "reference_index": int(rows[entry]), "reference_name": reference.get("compound_name") or "",
+                "reference_index": input_index(reference, int(rows[entry])),
+                "reference_name": reference.get("compound_name") or "",
                 "reference_inchikey": reference.get("inchikey") or "",
                 "reference_id": reference.get("spectrum_id") or "",
                 "reference_predicted": bool(reference.get("predicted")),

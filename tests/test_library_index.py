@@ -279,3 +279,76 @@ def test_the_running_floor_selects_what_a_full_selection_selects_above_it():
         assert len(set(above[row])) == 20
         kept = [i for i in full[row] if scores[row, i] >= floor[row]]
         assert list(above[row][: len(kept)]) == kept
+
+
+def test_shards_of_the_index_merge_to_the_hits_of_one_search(library_files, tmp_path):
+    from matchms_neims.search import merge_search_results
+
+    library, queries = library_files
+    index = build_index(library, tmp_path / "library.nidx", chunk_rows=128, max_mz=300).path
+    options = {"top_k": 12, "max_mz": 300, "library_block_size": 300}
+    whole = search_library(queries, index, **options)
+    parts = [search_library(queries, index, library_rows=(start, min(start + 300, N_LIBRARY)), **options)
+             for start in range(0, N_LIBRARY, 300)]
+    assert [part.n_library for part in parts] == [300, 300, 300]
+    assert all(hit.library_index >= 300 for hits in parts[1].hits for hit in hits)  # rows of the whole index
+    merged = merge_search_results(parts[::-1], top_k=12)  # the order of the parts does not matter
+    assert merged.hits == whole.hits and merged.n_library == whole.n_library
+    assert merged.library_above_max_mz == whole.library_above_max_mz
+    with pytest.raises(ValueError, match="library index"):
+        search_library(queries, library, library_rows=(0, 300), **options)
+
+
+def test_sharded_search_writes_the_hits_table_of_one_search_and_resumes(library_files, tmp_path, monkeypatch):
+    from matchms_neims import sharded_search
+    from matchms_neims.sharded_search import search_sharded
+
+    library, queries = library_files
+    index = build_index(library, tmp_path / "library.nidx", chunk_rows=128, max_mz=300).path
+    plain = tmp_path / "plain.tsv"
+    search_library(queries, index, top_k=12, max_mz=300, library_block_size=150).to_tsv(plain)
+    output = tmp_path / "sharded.tsv"
+    options = {"top_k": 12, "library_block_size": 150, "shard_entries": 300, "progress": False}
+    real_search = sharded_search.search_library
+    calls = []
+
+    def failing_third_shard(*args, **kwargs):
+        calls.append(kwargs["library_rows"])
+        if kwargs["library_rows"][0] == 600:
+            raise RuntimeError("node lost")
+        return real_search(*args, **kwargs)
+
+    monkeypatch.setattr(sharded_search, "search_library", failing_third_shard)
+    with pytest.raises(RuntimeError, match="node lost"):
+        search_sharded(queries, index, output, **options)
+    assert not output.exists() and sorted(p.name for p in (tmp_path / "sharded.tsv.shards").glob("shard-*")) == [
+        "shard-000000.json", "shard-000001.json"]
+    monkeypatch.setattr(sharded_search, "search_library", real_search)
+    with pytest.raises(ValueError, match="settings differ"):  # resuming with another top k is refused
+        search_sharded(queries, index, output, **{**options, "top_k": 5}, resume=True)
+    calls.clear()
+    monkeypatch.setattr(sharded_search, "search_library",
+                        lambda *a, **k: calls.append(k["library_rows"]) or real_search(*a, **k))
+    result = search_sharded(queries, index, output, **options, resume=True)
+    assert calls == [(600, 900)]  # the finished shards are kept
+    assert output.read_bytes() == plain.read_bytes() and result.n_library == N_LIBRARY
+    assert not (tmp_path / "sharded.tsv.shards").exists()
+    with pytest.raises(ValueError, match="multiple of library_block_size"):
+        search_sharded(queries, index, output, **{**options, "shard_entries": 200})
+
+
+def test_search_command_with_two_processes_gives_the_hits_of_one(library_files, tmp_path):
+    import subprocess
+    import sys
+
+    library, queries = library_files
+    index = build_index(library, tmp_path / "library.nidx", chunk_rows=128, max_mz=300).path
+    command = [sys.executable, "-m", "matchms_neims.cli", "-q", "search", str(queries), str(index),
+               "--library-block-size", "150"]
+    subprocess.run([*command, "-o", str(tmp_path / "one.tsv")], check=True, timeout=300)
+    done = subprocess.run([*command, "-o", str(tmp_path / "two.tsv"), "--devices", "2"], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "two.tsv").read_bytes() == (tmp_path / "one.tsv").read_bytes()
+    assert done.stdout.count("hits written") == 1  # printed by rank 0 alone
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["library.nidx", "one.tsv", "two.tsv"]

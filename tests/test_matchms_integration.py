@@ -99,7 +99,7 @@ def test_workflow_yaml_runs_in_a_fresh_process(tmp_path, tiny_model_path, fixtur
     candidates = tmp_path / "candidates.msp"
     write_spectra([Spectrum(mz=np.array([10.0]), intensities=np.array([1.0]),
                             metadata={"compound_name": name, "smiles": smiles}, metadata_harmonization=False)
-                   for name, smiles in [("ethanol", "CCO"), ("toluene", "Cc1ccccc1"), ("broken", "C1CC")]],
+                   for name, smiles in [("broken", "C1CC"), ("ethanol", "CCO"), ("toluene", "Cc1ccccc1")]],
                   candidates)
     workflow = tmp_path / "workflow.yaml"
     create_workflow(str(workflow), query_filters=["require_peaks"],
@@ -118,6 +118,9 @@ def test_workflow_yaml_runs_in_a_fresh_process(tmp_path, tiny_model_path, fixtur
     header, body = rows[0], rows[1:]
     assert header[:5] == ["query_index", "query_name", "query_id", "rank", "score"]
     assert body and {row[header.index("reference_name")] for row in body} <= {"ethanol", "toluene"}
+    # indices are positions in the input files, also after a filter dropped a spectrum before them
+    assert {(row[header.index("reference_name")], row[header.index("reference_index")]) for row in body} <= \
+        {("ethanol", "1"), ("toluene", "2")}
     assert all(row[header.index("reference_predicted")] == "true" for row in body)
     resolved = (tmp_path / "hits.tsv.workflow.yaml").read_text()
     assert str(tiny_model_path) in resolved and file_sha256(tiny_model_path) in resolved

@@ -18,7 +18,7 @@ from matchms_neims.search import (
     SpectralMatrix,
     search_library,
 )
-from matchms_neims.spectra import bin_spectrum, vector_to_spectrum
+from matchms_neims.spectra import bin_peak_lists, bin_spectrum, vector_to_spectrum
 
 POWER_PAIRS = [(0.0, 1.0), (1.0, 0.5), (3.0, 0.6)]
 
@@ -107,6 +107,17 @@ def test_scores_and_matches_equal_cosine_greedy(spectra, mz_power, intensity_pow
     _assert_matches_cosine_greedy(result, reference)
     # The noisy variants really overlap with their source, so the comparison is not only on zeros.
     assert max(hits[0].score for hits in result.hits) > 0.5
+
+
+def test_binning_names_the_spectrum_whose_peak_lists_differ_in_length():
+    mz = [np.array([10.0, 20.0, 30.0]), np.array([40.0, 50.0])]
+    intensities = [np.array([1.0, 2.0]), np.array([3.0, 4.0, 5.0])]  # same total, wrong per spectrum
+    with pytest.raises(ValueError, match="spectrum 0 has 3 m/z values but 2 intensities"):
+        bin_peak_lists(mz, intensities, max_mz=100)
+    with pytest.raises(ValueError, match="2 m/z lists but 1 intensity lists"):
+        bin_peak_lists(mz, intensities[:1], max_mz=100)
+    vectors, _ = bin_peak_lists(mz, [np.ones(3), np.ones(2)], max_mz=100)
+    assert vectors[0, [10, 20, 30]].tolist() == [1.0, 1.0, 1.0]
 
 
 @pytest.mark.parametrize(("mz_power", "intensity_power"), POWER_PAIRS)

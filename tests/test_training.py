@@ -195,3 +195,55 @@ def test_baseline_trains_with_the_retrieval_loss(tiny_config, tmp_path):
     config.export.path = str(tmp_path / "run" / "model.pt")
     path = train_baseline(config, progress=False)
     assert NeimsPredictor(path).predict("CCO")["mz"].size
+
+
+def test_decoy_margin_loss_counts_only_decoys_that_come_within_the_margin():
+    from training.losses import decoy_margin_loss
+
+    torch.manual_seed(0)
+    target = torch.rand(4, 60) ** 4
+    right = torch.sqrt(target)
+    unrelated = torch.zeros(3, 60)
+    unrelated[:, :5] = 1.0  # peaks where the m/z weight makes them count for little
+    assert decoy_margin_loss(right, target, unrelated, margin=0.05) == 0
+    # a decoy predicted exactly like the first spectrum scores as high as the right entry: the margin is missed
+    look_alike = torch.cat([unrelated, right[:1]])
+    loss = decoy_margin_loss(right, target, look_alike, margin=0.05)
+    assert float(loss) == pytest.approx(0.05 / (4 * 4), rel=1e-4)
+    decoys = look_alike.clone().requires_grad_()
+    predicted = right.clone().requires_grad_()
+    decoy_margin_loss(predicted, target, decoys, margin=0.05).backward()
+    assert decoys.grad[3].abs().sum() > 0 and decoys.grad[:3].abs().sum() == 0  # only the look-alike is pushed
+
+
+def test_decoy_bank_leaves_out_training_molecules_and_draws_by_mass(fixtures_dir, tmp_path):
+    from matchms_neims.chemistry import describe, inchikey_block, parse_smiles
+    from matchms_neims.featurize import Featurizer
+    from training.decoys import DecoyBank
+
+    smiles = ["CCO", "OCC", "CCCCCCCCCCO", "c1ccccc1Cl", "CC(=O)Oc1ccccc1C(=O)O", "not a smiles", "C" * 60]
+    (tmp_path / "decoys.smi").write_text("\n".join(smiles) + "\n")
+    featurizer = Featurizer("neims_count_ecfp", max_mz=500, n_bits=256, formula=True)
+    ethanol = inchikey_block(describe(parse_smiles("CCO")).inchikey)
+    bank = DecoyBank(tmp_path / "decoys.smi", featurizer, {ethanol})
+    # ethanol (twice) is a training molecule, the SMILES is unreadable, C60H122 is above m/z 500
+    assert sorted(bank.nominal_mass.tolist()) == [112, 158, 180]
+    features, masses = bank.draw(torch.tensor([110, 182, 600]), window=5.0, generator=torch.Generator().manual_seed(0))
+    assert masses.tolist() == [112, 180, 180]  # within 5 Da, else the nearest
+    assert features.shape == (3, featurizer.size) and features[0].sum() > 0
+
+
+def test_baseline_trains_against_predicted_decoys(tiny_config, tmp_path, fixtures_dir):
+    from training.baseline import train_baseline
+
+    config = TrainConfig.from_yaml(tiny_config)
+    config.data.decoy_molecules = str(fixtures_dir / "molecules_small.smi")
+    config.optim.decoy_weight = 0.5
+    config.optim.decoys_per_batch = 4
+    config.optim.max_epochs = 1
+    config.trainer.output_dir = str(tmp_path / "run")
+    config.export.path = str(tmp_path / "run" / "model.pt")
+    assert NeimsPredictor(train_baseline(config, progress=False)).predict("CCO")["mz"].size
+    config.data.decoy_molecules = ""
+    with pytest.raises(ValueError, match="decoy_molecules"):
+        train_baseline(config, progress=False)

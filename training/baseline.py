@@ -11,8 +11,9 @@ import torch
 from matchms_neims.featurize import Featurizer
 from matchms_neims.models import get_model_class
 from training.config import TrainConfig
-from training.data import SpectraDataModule
-from training.losses import batch_cosine, in_batch_retrieval_loss, mass_weighted_mse
+from training.data import CacheMetadata, SpectraDataModule, build_cache
+from training.decoys import DecoyBank
+from training.losses import batch_cosine, decoy_margin_loss, in_batch_retrieval_loss, mass_weighted_mse
 from training.optim import module_optimization
 from training.runner import export, fit, prepare
 
@@ -22,17 +23,19 @@ logger = logging.getLogger(__name__)
 class SpectrumRegressionModule(L.LightningModule):
     """Trains a fingerprint -> spectrum model (the baseline) with the mass-weighted sqrt-intensity MSE, plus
     ``optim.retrieval_weight`` times the in-batch library-search loss
-    (:func:`~training.losses.in_batch_retrieval_loss`).
+    (:func:`~training.losses.in_batch_retrieval_loss`), plus ``optim.decoy_weight`` times the margin loss against
+    predicted decoys (:func:`~training.losses.decoy_margin_loss`; ``decoys`` holds them).
 
     Logs ``train_loss``, ``val_loss`` and ``val_cosine`` (mean cosine of sqrt intensities), the
     metric used for checkpoint selection and early stopping.
     """
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, decoys: DecoyBank | None = None):
         super().__init__()
         self.save_hyperparameters({"config": config})
         self.config = TrainConfig.from_dict(config)
         self.model = get_model_class(self.config.model_class)(**self.config.model)
+        self.decoys = decoys  # not saved in checkpoints: train_baseline builds it from data.decoy_molecules
 
     def forward(self, features: torch.Tensor, nominal_mass: torch.Tensor) -> torch.Tensor:
         return self.model(features, nominal_mass)
@@ -46,11 +49,25 @@ class SpectrumRegressionModule(L.LightningModule):
                                                 molecule=batch.get("molecule"))
             self.log("train_retrieval_loss", retrieval, batch_size=batch_size)
             loss = loss + self.config.optim.retrieval_weight * retrieval
+        if stage == "train" and self.config.optim.decoy_weight:
+            decoy = self._decoy_loss(predicted, batch)
+            self.log("train_decoy_loss", decoy, batch_size=batch_size)
+            loss = loss + self.config.optim.decoy_weight * decoy
         self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=stage != "train")
         if stage != "train":
             cosine = batch_cosine(predicted, torch.sqrt(batch["target"].clamp_min(0))).mean()
             self.log(f"{stage}_cosine", cosine, prog_bar=True, batch_size=batch_size, sync_dist=True)
         return loss
+
+    def _decoy_loss(self, predicted: torch.Tensor, batch: dict) -> torch.Tensor:
+        """The margin loss of the batch's spectra against decoys drawn near the masses of random batch rows."""
+        optim = self.config.optim
+        if self.decoys is None:
+            raise ValueError("optim.decoy_weight needs data.decoy_molecules (a molecule file of decoys)")
+        rows = torch.randperm(len(predicted))[: optim.decoys_per_batch]
+        features, masses = self.decoys.draw(batch["nominal_mass"][rows], optim.decoy_mass_window)
+        decoy_predicted = self(features.to(predicted.device), masses.to(predicted.device))
+        return decoy_margin_loss(predicted, batch["target"], decoy_predicted, optim.decoy_margin)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
@@ -69,6 +86,17 @@ def make_featurizer(config: TrainConfig) -> Featurizer:
     f = config.featurizer
     return Featurizer(kind=f.kind, max_mz=config.data.max_mz, n_bits=f.n_bits, radius=f.radius,
                       n_count_bits=f.n_count_bits, formula=f.formula)
+
+
+def decoy_bank(config: TrainConfig, featurizer: Featurizer) -> DecoyBank | None:
+    """The decoys of ``optim.decoy_weight``'s loss (``None`` when it is off): ``data.decoy_molecules`` without the
+    molecules of the cache, whatever their split."""
+    if not config.optim.decoy_weight:
+        return None
+    if not config.data.decoy_molecules:
+        raise ValueError("optim.decoy_weight needs data.decoy_molecules (a molecule file of decoys)")
+    metadata = CacheMetadata(build_cache(config.data, progress=False))
+    return DecoyBank(config.data.decoy_molecules, featurizer, set(metadata.columns["molecule_key"]))
 
 
 def train_baseline(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
@@ -91,7 +119,7 @@ def train_baseline(config: TrainConfig, resume: bool = False, progress: bool = T
     prepare(config, "train baseline")
     featurizer = make_featurizer(config)
     datamodule = SpectraDataModule(config.data, featurizer)
-    module = SpectrumRegressionModule(config.to_dict())
+    module = SpectrumRegressionModule(config.to_dict(), decoy_bank(config, featurizer))
     best, best_path, best_score = fit(module, datamodule, config, "val_cosine", resume, progress)
     return export(config, best.model, featurizer,
                   {"best_epoch_checkpoint": Path(best_path).name, "val_cosine": best_score})

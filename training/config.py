@@ -33,6 +33,9 @@ class DataConfig:
     # (one process; DDP runs get Lightning's DistributedSampler, random batches)
     batch_grouping: str = "random"
     batch_mass_jitter: float = 5.0
+    # molecules without spectra whose predictions serve as negatives of optim.decoy_weight's loss (training.decoys;
+    # molecules of the spectra file, any split, are left out); "" for none
+    decoy_molecules: str = ""
     num_workers: int = 0
     # keep each molecule's fingerprint in RAM after its first use (uint8, ~4-6 kB per molecule and per worker);
     # false: featurise on every read, for datasets whose fingerprints do not fit (matchms-neims benchmark-memory)
@@ -67,6 +70,12 @@ class OptimConfig:
     monitor: str = "val_cosine"  # checkpoint selection and early stopping: val_cosine or val_recall_at_10
     retrieval_weight: float = 0.0  # baseline: weight of the in-batch library-search loss (in_batch_retrieval_loss)
     retrieval_temperature: float = 0.05  # its softmax temperature
+    # baseline: weight of the margin loss against predicted decoys (training.losses.decoy_margin_loss), which are
+    # drawn from data.decoy_molecules within decoy_mass_window Da of decoys_per_batch random molecules of a batch
+    decoy_weight: float = 0.0
+    decoy_margin: float = 0.05
+    decoys_per_batch: int = 32
+    decoy_mass_window: float = 10.0
 
 
 @dataclass

@@ -71,6 +71,34 @@ def in_batch_retrieval_loss(predicted_sqrt: torch.Tensor, target: torch.Tensor, 
     return nn.functional.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
 
 
+def decoy_margin_loss(predicted_sqrt: torch.Tensor, target: torch.Tensor, decoy_sqrt: torch.Tensor,
+                      margin: float = 0.05, mz_power: float = 1.0) -> torch.Tensor:
+    """Library search against predicted decoys as a loss: each measured spectrum should score its own molecule's
+    prediction above every decoy's prediction by ``margin`` (a hinge on the search's weighted cosine).
+
+    Unlike :func:`in_batch_retrieval_loss`, the negatives are predictions of molecules without spectra
+    (:class:`training.decoys.DecoyBank`, drawn near the batch's masses): the entries that outrank the right one
+    in a user's in-silico library. A pair that already keeps the margin adds nothing, so the loss does not push
+    easy pairs apart at the cost of the fit.
+
+    Parameters
+    ----------
+    predicted_sqrt, target
+        Model output (sqrt intensities) and binned spectra (base peak 1), shape ``(batch, n_bins)``.
+    decoy_sqrt
+        Predictions of the decoys, shape ``(n_decoys, n_bins)``; every row is a negative of every spectrum.
+    margin
+        Weighted-cosine margin the right prediction should keep over each decoy.
+    mz_power
+        Exponent of the m/z weight (search's default 1).
+    """
+    mz = torch.arange(target.shape[-1], device=target.device, dtype=predicted_sqrt.dtype) ** mz_power
+    queries = nn.functional.normalize(torch.sqrt(target.clamp_min(0)) * mz, dim=-1)
+    own = (queries * nn.functional.normalize(predicted_sqrt * mz, dim=-1)).sum(-1)
+    decoys = queries @ nn.functional.normalize(decoy_sqrt * mz, dim=-1).T
+    return torch.relu(margin + decoys - own[:, None]).mean()
+
+
 def batch_cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """Row-wise cosine similarity of two stacks of vectors."""
     return (a * b).sum(-1) / (a.norm(dim=-1) * b.norm(dim=-1)).clamp_min(eps)
