@@ -117,7 +117,7 @@ def test_count_ecfp_input_is_log_transformed(inputs):
 def test_trunk_fusion_initialised_from_a_baseline_reproduces_it(inputs, tmp_path):
     from matchms_neims.checkpoint import save_model
     from matchms_neims.models.neims import NeimsMLP
-    from training.teacher import initialise_from
+    from training.runner import initialise_from
 
     torch.manual_seed(0)
     graph, ecfp, mass = inputs

@@ -247,3 +247,51 @@ def test_baseline_trains_against_predicted_decoys(tiny_config, tmp_path, fixture
     config.data.decoy_molecules = ""
     with pytest.raises(ValueError, match="decoy_molecules"):
         train_baseline(config, progress=False)
+
+
+def test_mined_decoys_are_those_whose_predictions_score_highest(tmp_path):
+    from matchms_neims.featurize import Featurizer
+    from training.decoys import DecoyBank
+
+    smiles = ["CCO", "CCCO", "CCCCO", "CCCCCO", "c1ccccc1", "c1ccccc1C"]
+    (tmp_path / "decoys.smi").write_text("\n".join(smiles) + "\n")
+    featurizer = Featurizer("neims_count_ecfp", max_mz=100, n_bits=64)
+    bank = DecoyBank(tmp_path / "decoys.smi", featurizer)
+
+    class PeakAtMass(torch.nn.Module):  # "predicts" one peak at the molecular ion
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Linear(1, 1)
+
+        def forward(self, features, masses):
+            return torch.nn.functional.one_hot(masses, 101).float()
+
+    targets = np.zeros((2, 101), np.float32)
+    targets[0, 78] = 1.0  # benzene's molecular ion
+    targets[1, [60, 74]] = [1.0, 0.5]  # propanol's, then butanol's
+    model = PeakAtMass().train()
+    bank.mine(model, np.array([10, 11]), targets, k=2)
+    assert model.training  # left as it was
+    mass_of = dict(zip(range(len(bank)), bank.nominal_mass.tolist()))
+    assert mass_of[int(bank.hard[10][0])] == 78 and [mass_of[int(i)] for i in bank.hard[11]] == [60, 74]
+    features, masses = bank.draw_hard(torch.tensor([11, 11, 10]), generator=torch.Generator().manual_seed(0))
+    assert set(masses[:2].tolist()) <= {60, 74} and masses[2] == 78 and features.shape == (3, featurizer.size)
+
+
+def test_baseline_fine_tunes_against_mined_decoys(tiny_config, tmp_path, fixtures_dir):
+    from training.baseline import train_baseline
+
+    config = TrainConfig.from_yaml(tiny_config)
+    config.optim.max_epochs = 1
+    config.trainer.output_dir = str(tmp_path / "start")
+    config.export.path = str(tmp_path / "start" / "model.pt")
+    start = train_baseline(config, progress=False)
+    config.init_from = str(start)
+    config.data.decoy_molecules = str(fixtures_dir / "molecules_small.smi")
+    config.optim.decoy_weight = 0.5
+    config.optim.decoy_hard_k = 3
+    config.optim.decoys_per_batch = 4
+    config.trainer.output_dir = str(tmp_path / "run")
+    config.export.path = str(tmp_path / "run" / "model.pt")
+    tuned = NeimsPredictor(train_baseline(config, progress=False))
+    assert tuned.predict("CCO")["mz"].size and tuned.loaded.metadata["initialised_from"] == str(start)

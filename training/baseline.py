@@ -11,23 +11,25 @@ import torch
 from matchms_neims.featurize import Featurizer
 from matchms_neims.models import get_model_class
 from training.config import TrainConfig
-from training.data import CacheMetadata, SpectraDataModule, build_cache
+from training.data import CacheMetadata, SpectraDataModule, build_cache, read_spectra
 from training.decoys import DecoyBank
 from training.losses import batch_cosine, decoy_margin_loss, in_batch_retrieval_loss, mass_weighted_mse
 from training.optim import module_optimization
-from training.runner import export, fit, prepare
+from training.runner import export, fit, initialise_from, prepare, resume_checkpoint
+from training.validation import LibraryValidationMixin, ValidationRecall
 
 logger = logging.getLogger(__name__)
 
 
-class SpectrumRegressionModule(L.LightningModule):
+class SpectrumRegressionModule(LibraryValidationMixin, L.LightningModule):
     """Trains a fingerprint -> spectrum model (the baseline) with the mass-weighted sqrt-intensity MSE, plus
     ``optim.retrieval_weight`` times the in-batch library-search loss
     (:func:`~training.losses.in_batch_retrieval_loss`), plus ``optim.decoy_weight`` times the margin loss against
     predicted decoys (:func:`~training.losses.decoy_margin_loss`; ``decoys`` holds them).
 
-    Logs ``train_loss``, ``val_loss`` and ``val_cosine`` (mean cosine of sqrt intensities), the
-    metric used for checkpoint selection and early stopping.
+    Logs ``train_loss``, ``val_loss``, ``val_cosine`` (mean cosine of sqrt intensities) and ``val_recall_at_1/10``
+    (library matching of the validation molecules, :class:`~training.validation.ValidationRecall`); ``optim.monitor``
+    (``val_cosine`` by default) selects the checkpoint and stops early.
     """
 
     def __init__(self, config: dict, decoys: DecoyBank | None = None):
@@ -36,6 +38,7 @@ class SpectrumRegressionModule(L.LightningModule):
         self.config = TrainConfig.from_dict(config)
         self.model = get_model_class(self.config.model_class)(**self.config.model)
         self.decoys = decoys  # not saved in checkpoints: train_baseline builds it from data.decoy_molecules
+        self._validation = ValidationRecall(self.config)
 
     def forward(self, features: torch.Tensor, nominal_mass: torch.Tensor) -> torch.Tensor:
         return self.model(features, nominal_mass)
@@ -54,9 +57,9 @@ class SpectrumRegressionModule(L.LightningModule):
             self.log("train_decoy_loss", decoy, batch_size=batch_size)
             loss = loss + self.config.optim.decoy_weight * decoy
         self.log(f"{stage}_loss", loss, prog_bar=True, batch_size=batch_size, sync_dist=stage != "train")
-        if stage != "train":
+        if stage == "test":
             cosine = batch_cosine(predicted, torch.sqrt(batch["target"].clamp_min(0))).mean()
-            self.log(f"{stage}_cosine", cosine, prog_bar=True, batch_size=batch_size, sync_dist=True)
+            self.log("test_cosine", cosine, prog_bar=True, batch_size=batch_size, sync_dist=True)
         return loss
 
     def _decoy_loss(self, predicted: torch.Tensor, batch: dict) -> torch.Tensor:
@@ -65,15 +68,30 @@ class SpectrumRegressionModule(L.LightningModule):
         if self.decoys is None:
             raise ValueError("optim.decoy_weight needs data.decoy_molecules (a molecule file of decoys)")
         rows = torch.randperm(len(predicted))[: optim.decoys_per_batch]
-        features, masses = self.decoys.draw(batch["nominal_mass"][rows], optim.decoy_mass_window)
+        if optim.decoy_hard_k:
+            features, masses = self.decoys.draw_hard(batch["index"][rows])
+        else:
+            features, masses = self.decoys.draw(batch["nominal_mass"][rows], optim.decoy_mass_window)
         decoy_predicted = self(features.to(predicted.device), masses.to(predicted.device))
         return decoy_margin_loss(predicted, batch["target"], decoy_predicted, optim.decoy_margin)
+
+    def on_train_epoch_start(self) -> None:
+        """Mine the hardest decoys with the current weights (``optim.decoy_hard_k``), every
+        ``optim.decoy_mining_epochs`` epochs and at the first epoch of a run or a resumed run."""
+        optim = self.config.optim
+        if not (optim.decoy_weight and optim.decoy_hard_k and self.decoys is not None):
+            return
+        if self.decoys.hard is not None and self.current_epoch % max(1, optim.decoy_mining_epochs):
+            return
+        train = self.trainer.datamodule.datasets["train"]
+        self.decoys.mine(self.model, train.indices, read_spectra(train.cache_path, train.indices),
+                         optim.decoy_hard_k)
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         return self._step(batch, "train")
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
-        self._step(batch, "val")
+        self.validate_predictions(self(*batch["inputs"], batch["nominal_mass"]), batch)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._step(batch, "test")
@@ -120,6 +138,10 @@ def train_baseline(config: TrainConfig, resume: bool = False, progress: bool = T
     featurizer = make_featurizer(config)
     datamodule = SpectraDataModule(config.data, featurizer)
     module = SpectrumRegressionModule(config.to_dict(), decoy_bank(config, featurizer))
-    best, best_path, best_score = fit(module, datamodule, config, "val_cosine", resume, progress)
+    if resume_checkpoint(config, resume) is None:
+        for source in config.init_sources():  # fine-tuning: later files override earlier ones where names overlap
+            initialise_from(module.model, source)
+    best, best_path, best_score = fit(module, datamodule, config, config.optim.monitor, resume, progress)
     return export(config, best.model, featurizer,
-                  {"best_epoch_checkpoint": Path(best_path).name, "val_cosine": best_score})
+                  {"best_epoch_checkpoint": Path(best_path).name, config.optim.monitor: best_score,
+                   **({"initialised_from": config.init_from} if config.init_from else {})})

@@ -76,6 +76,10 @@ class OptimConfig:
     decoy_margin: float = 0.05
     decoys_per_batch: int = 32
     decoy_mass_window: float = 10.0
+    # > 0: draw each spectrum's decoy among its decoy_hard_k hardest (training.decoys.DecoyBank.mine: the highest
+    # weighted cosine of the model's predictions), mined again every decoy_mining_epochs epochs; 0: by mass alone
+    decoy_hard_k: int = 0
+    decoy_mining_epochs: int = 2
 
 
 @dataclass

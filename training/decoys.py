@@ -79,8 +79,53 @@ class DecoyBank:
         logger.info("decoy bank %s: %d molecules (%d in the training data and %d repeats left out, %d skipped)",
                     path, len(self.features), excluded, repeated, problems)
 
+        self.hard: dict[int, np.ndarray] | None = None  # cache row -> bank positions of its hardest decoys
+
     def __len__(self) -> int:
         return len(self.features)
+
+    def _expanded(self, positions: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.stack([expand_features(self.features[i], self.featurizer.size) for i in positions]))
+
+    @torch.no_grad()
+    def mine(self, model: torch.nn.Module, rows: np.ndarray, targets: np.ndarray, k: int,
+             batch_size: int = 512) -> None:
+        """Find, for each measured spectrum, the ``k`` decoys whose predictions by ``model`` it scores highest.
+
+        The score is the search's weighted cosine (m/z x sqrt intensity), as in the decoy library of the
+        evaluation; :meth:`draw_hard` then draws among them. ``rows`` are the spectra's cache rows, ``targets``
+        their binned spectra (base peak 1). The model is run in eval mode and left in the mode it was in.
+        """
+        was_training = model.training
+        model.eval()
+        try:
+            device = next(model.parameters()).device
+            predicted = []
+            for start in range(0, len(self), batch_size):
+                positions = np.arange(start, min(start + batch_size, len(self)))
+                masses = torch.from_numpy(self.nominal_mass[positions]).to(device)
+                predicted.append(model(self._expanded(positions).to(device), masses).float().cpu())
+        finally:
+            model.train(was_training)
+        decoys = _search_vectors(torch.cat(predicted))
+        queries = _search_vectors(torch.sqrt(torch.from_numpy(np.asarray(targets, dtype=np.float32)).clamp_min(0)))
+        hard = {}
+        k = min(k, len(self))
+        for start in range(0, len(queries), 1024):
+            top = torch.topk(queries[start:start + 1024] @ decoys.T, k, dim=1).indices.numpy()
+            hard.update(zip((int(row) for row in rows[start:start + 1024]), top))
+        self.hard = hard
+        logger.info("decoys mined: the %d hardest of %d for each of %d spectra", k, len(self), len(rows))
+
+    def draw_hard(self, rows: torch.Tensor, generator: torch.Generator | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One decoy per cache row, uniformly among its hardest (:meth:`mine`); ``(features, nominal_mass)``."""
+        if self.hard is None:
+            raise ValueError("no decoys mined yet (DecoyBank.mine)")
+        lists = [self.hard[int(row)] for row in rows.tolist()]
+        uniform = torch.rand(len(lists), generator=generator).numpy()
+        chosen = np.array([found[int(u * len(found))] for found, u in zip(lists, uniform)], dtype=np.int64)
+        return self._expanded(chosen), torch.from_numpy(self.nominal_mass[chosen])
 
     def draw(self, nominal_masses: torch.Tensor, window: float, generator: torch.Generator | None = None
              ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,5 +144,10 @@ class DecoyBank:
         low, high = np.where(empty, nearest, low), np.where(empty, nearest + 1, high)
         uniform = torch.rand(len(wanted), generator=generator).numpy()
         chosen = np.minimum(low + (uniform * (high - low)).astype(np.int64), high - 1)
-        features = np.stack([expand_features(self.features[i], self.featurizer.size) for i in chosen])
-        return torch.from_numpy(features), torch.from_numpy(self.nominal_mass[chosen])
+        return self._expanded(chosen), torch.from_numpy(self.nominal_mass[chosen])
+
+
+def _search_vectors(sqrt_spectra: torch.Tensor) -> torch.Tensor:
+    """Unit vectors of the search's weighted cosine (m/z x sqrt intensity) of sqrt-intensity spectra."""
+    mz = torch.arange(sqrt_spectra.shape[-1], dtype=sqrt_spectra.dtype)
+    return torch.nn.functional.normalize(sqrt_spectra * mz, dim=-1)

@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 
-from matchms_neims.checkpoint import save_model
+from matchms_neims.checkpoint import load_model, save_model
 from matchms_neims.featurize import Featurizer
 from training.callbacks import AtomicCheckpointIO, EpochLogger, EpochSeed, RunProvenance
 from training.config import TrainConfig
@@ -38,6 +38,17 @@ def resume_checkpoint(config: TrainConfig, resume: bool) -> Path | None:
     """The run's ``last.ckpt`` when ``resume`` is asked for and the file exists, else ``None``."""
     last = Path(config.trainer.output_dir) / "last.ckpt"
     return last if resume and last.is_file() else None
+
+
+def initialise_from(model: torch.nn.Module, path: str) -> int:
+    """Copy the weights of a model file (e.g. a pretrained teacher, or the model a fine-tuning starts from) whose
+    names and shapes match; returns the count."""
+    source = load_model(path).model.state_dict()
+    target = model.state_dict()
+    matching = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
+    model.load_state_dict(matching, strict=False)
+    logger.info("initialised %d of %d tensors from %s", len(matching), len(target), path)
+    return len(matching)
 
 
 def fit(module: L.LightningModule, datamodule: L.LightningDataModule, config: TrainConfig, monitor: str,

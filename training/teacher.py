@@ -15,14 +15,13 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from matchms_neims.checkpoint import load_model
 from training.augment import SpectrumAugmenter
 from training.baseline import make_featurizer
 from training.config import TrainConfig
 from training.data import SpectraDataModule
 from training.losses import bond_masking_loss, mass_weighted_mse, sample_bond_mask
 from training.optim import module_optimization
-from training.runner import export, fit, prepare, resume_checkpoint
+from training.runner import export, fit, initialise_from, prepare, resume_checkpoint
 from training.validation import LibraryValidationMixin, ValidationRecall
 
 logger = logging.getLogger(__name__)
@@ -69,16 +68,6 @@ class TeacherModule(LibraryValidationMixin, L.LightningModule):
 
     def configure_optimizers(self):
         return module_optimization(self)
-
-
-def initialise_from(model: torch.nn.Module, path: str) -> int:
-    """Copy the weights of a model file (e.g. a pretrained teacher) whose names and shapes match; returns the count."""
-    source = load_model(path).model.state_dict()
-    target = model.state_dict()
-    matching = {k: v for k, v in source.items() if k in target and target[k].shape == v.shape}
-    model.load_state_dict(matching, strict=False)
-    logger.info("initialised %d of %d tensors from %s", len(matching), len(target), path)
-    return len(matching)
 
 
 def train_teacher(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
