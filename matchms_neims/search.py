@@ -38,6 +38,7 @@ from matchms_neims.io import (
     count_records,
     detect_format,
     iter_records,
+    one_line_text,
     spectrum_to_record,
 )
 from matchms_neims.spectra import bin_peak_lists
@@ -72,12 +73,10 @@ TSV_COLUMNS = (
 
 
 def _text(value) -> str:
-    """Metadata value as a single-line string (``""`` for missing values)."""
-    if value is None:
+    """Metadata value as one line of TSV text (:func:`~matchms_neims.io.one_line_text`; ``""`` for missing values)."""
+    if value is None or isinstance(value, float) and np.isnan(value):
         return ""
-    if isinstance(value, float) and np.isnan(value):
-        return ""
-    return str(value).replace("\t", " ").replace("\r", " ").replace("\n", " ")
+    return one_line_text(value)
 
 
 def _row_metadata(metadata: dict) -> dict:
