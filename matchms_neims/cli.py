@@ -272,7 +272,8 @@ def _add_search(subparsers) -> None:
     parser.add_argument("queries", help="query spectra (.msp or .mgf)")
     parser.add_argument("library", help="library spectra (.msp or .mgf), experimental or predicted, or a library "
                                         "index of one (`matchms-neims index`: read memory-mapped, same hits; the "
-                                        "weighting and --max-mz it was built with are used unless given)")
+                                        "weighting and --max-mz it was built with are used unless given), or a "
+                                        "folder of index files that are one library (in name order; sharded search)")
     parser.add_argument("-o", "--output", required=True, help="hits table to write (.tsv)")
     parser.add_argument("--top-k", type=int, default=10, help="hits per query (default 10)")
     parser.add_argument("--errors", default=None,
@@ -387,13 +388,24 @@ def _search_library_input(args, problems: list):
     draws the hits' peaks); that file must still be there, with the size recorded in the index.
     """
 
+    from pathlib import Path
+
     from matchms_neims.io import iter_records
     from matchms_neims.library_index import LibraryIndex, is_library_index
 
     args.report_library = args.library
-    if not is_library_index(args.library):
+    folder = Path(args.library).is_dir()
+    if folder:  # a folder of index files, one library: searched in shards (sharded_search), in one process by default
+        from matchms_neims.sharded_search import index_files
+
+        if args.report:
+            raise ValueError(f"--report needs one library index or file; {args.library} is a folder of indexes")
+        args.devices = args.devices or 1
+        index = LibraryIndex(index_files(args.library)[0])  # its settings; each file's are checked by the search
+    elif not is_library_index(args.library):
         return iter_records(args.library, problems)
-    index = LibraryIndex(args.library)
+    else:
+        index = LibraryIndex(args.library)
     try:
         _adopt_index_settings(args, index)
     except BaseException:
@@ -429,8 +441,8 @@ def _search_sharded(args, library, problems: list):
 
     if not isinstance(library, LibraryIndex):
         raise ValueError(f"a sharded search (--devices, --num-nodes, --shard-entries, --resume) searches a library "
-                         f"index; {args.library} is a spectra file: build one with `matchms-neims index "
-                         f"{args.library}`")
+                         f"index or a folder of them; {args.library} is a spectra file: build one with "
+                         f"`matchms-neims index {args.library}`")
     if args.approximate or args.faiss:
         raise ValueError("--approximate searches in one process; leave out the sharded search's options")
     devices = args.devices or 1

@@ -1,7 +1,9 @@
 """Exact search of a library index in shards over several processes and nodes, resumable (``search --devices N``).
 
-The rows of a library index (:mod:`matchms_neims.library_index`) are cut into consecutive shards of
-``shard_entries`` rows, a multiple of ``library_block_size``. Lightning's ``Trainer.predict`` runs one process per
+The library is one index (:mod:`matchms_neims.library_index`) or a folder of them, whose ``*.nidx`` files, in name
+order, are one library with its rows numbered through them (an index made of shards, each built on its own node:
+docs/performance.md). The rows of each file are cut into consecutive shards of ``shard_entries`` rows, a multiple
+of ``library_block_size``. Lightning's ``Trainer.predict`` runs one process per
 device (CPU processes, on one or several nodes), as sharded prediction does (:mod:`matchms_neims.sharded`); rank
 ``r`` of ``w`` searches the shards ``i`` with ``i % w == r`` (:func:`~matchms_neims.search.search_library` with
 ``library_rows``) and writes each shard's top ``k`` per query, atomically, next to the output
@@ -21,7 +23,7 @@ import logging
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import lightning as L
@@ -43,9 +45,26 @@ from matchms_neims.utils import atomic_output, available_cores, file_sha256
 logger = logging.getLogger(__name__)
 
 
+def index_files(library: str | os.PathLike) -> list[Path]:
+    """The index files of a library: the file itself, or the ``*.nidx`` files of a folder in name order.
+
+    Raises
+    ------
+    ValueError
+        When a folder holds no index file.
+    """
+    path = Path(library)
+    if not path.is_dir():
+        return [path]
+    files = sorted(path.glob("*.nidx"))
+    if not files:
+        raise ValueError(f"{path} holds no library index (*.nidx): build them with `matchms-neims index`")
+    return files
+
+
 @dataclass
 class SearchShardJob:
-    """What a sharded search reads and writes, and how."""
+    """What a sharded search reads and writes, and how (``index``: one index file or a folder of them)."""
 
     queries: str
     index: str
@@ -68,22 +87,26 @@ class SearchShardJob:
     def is_finished(self, number: int) -> bool:
         return self.shard_path(number).is_file()
 
-    def n_shards(self, n_library: int) -> int:
-        return max(1, -(-n_library // self.shard_entries))
+    def shards(self, lengths: list[int]) -> list[tuple[int, int, int, int]]:
+        """``(file, start, stop, offset)`` of every shard: rows ``start..stop`` of index file ``file``, whose first
+        row is row ``offset`` of the whole library (an empty library has one empty shard)."""
+        shards, offset = [], 0
+        for number, length in enumerate(lengths):
+            shards += [(number, start, min(start + self.shard_entries, length), offset)
+                       for start in range(0, length, self.shard_entries)]
+            offset += length
+        return shards or [(0, 0, 0, 0)]
 
-    def rows(self, number: int, n_library: int) -> tuple[int, int]:
-        return number * self.shard_entries, min((number + 1) * self.shard_entries, n_library)
 
-
-def manifest(job: SearchShardJob) -> dict:
-    """The queries (by content), the index (by path, size and modification time) and the settings of a run."""
-    queries, index = Path(job.queries), Path(job.index)
-    stat = index.stat()
+def manifest(job: SearchShardJob, files: list[Path]) -> dict:
+    """The queries (by content), the index files (by path, size and modification time) and the settings of a run."""
+    queries = Path(job.queries)
     settings = asdict(job)
     del settings["queries"], settings["index"], settings["output"]
     return {"queries": {"path": str(queries.resolve()), "size": queries.stat().st_size,
                         "sha256": file_sha256(queries)},
-            "index": {"path": str(index.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns},
+            "index": [{"path": str(path.resolve()), "size": path.stat().st_size, "mtime_ns": path.stat().st_mtime_ns}
+                      for path in files],
             "settings": settings}
 
 
@@ -106,18 +129,20 @@ def result_from_json(values: dict) -> SearchResult:
 class ShardSearcher(L.LightningModule):
     """Lightning wrapper: ``predict_step`` searches one shard of the index and writes its hits."""
 
-    def __init__(self, job: SearchShardJob, n_library: int, problems: list | None = None):
+    def __init__(self, job: SearchShardJob, files: list[Path], shards: list[tuple[int, int, int, int]],
+                 problems: list | None = None):
         super().__init__()
         self.job = job
-        self.n_library = n_library
+        self.files = files
+        self.shards = shards
         self.problems = problems  # bad query records, collected by every rank (reported by rank 0)
         self.queries: SpectralMatrix | None = None
-        self.index: LibraryIndex | None = None
+        self.opened: dict[int, LibraryIndex] = {}
         self.threads = 1
 
     def predict_dataloader(self) -> DataLoader:
         rank, world = self.global_rank, self.trainer.world_size
-        mine = [number for number in range(self.job.n_shards(self.n_library))
+        mine = [number for number in range(len(self.shards))
                 if number % world == rank and not self.job.is_finished(number)]
         return DataLoader(mine, batch_size=None)
 
@@ -127,38 +152,41 @@ class ShardSearcher(L.LightningModule):
         self.threads = max(1, available_cores() // max(1, self.trainer.num_devices))
         self.queries = SpectralMatrix.from_records(iter_records(self.job.queries, self.problems), self.job.max_mz,
                                                    self.job.mz_power, self.job.intensity_power)
-        self.index = LibraryIndex(self.job.index)
 
     def predict_step(self, batch, batch_idx: int) -> dict:
         number = int(batch)
-        rows = self.job.rows(number, self.n_library)
+        file, first, last, offset = self.shards[number]
+        if file not in self.opened:
+            self.opened[file] = LibraryIndex(self.files[file])
         start = time.perf_counter()
         with threadpool_limits(limits=self.threads):
-            result = search_library(self.queries, self.index, top_k=self.job.top_k, mz_power=self.job.mz_power,
-                                    intensity_power=self.job.intensity_power, max_mz=self.job.max_mz,
-                                    library_block_size=self.job.library_block_size,
-                                    mass_window=self.job.mass_window, library_rows=rows)
+            result = search_library(self.queries, self.opened[file], top_k=self.job.top_k,
+                                    mz_power=self.job.mz_power, intensity_power=self.job.intensity_power,
+                                    max_mz=self.job.max_mz, library_block_size=self.job.library_block_size,
+                                    mass_window=self.job.mass_window, library_rows=(first, last))
+        for hits in result.hits:  # rows of the whole library
+            hits[:] = [replace(hit, library_index=hit.library_index + offset) for hit in hits]
         with atomic_output(self.job.shard_path(number)) as handle:
             json.dump(result_to_json(result), handle)
-        logger.info("rank %d: shard %d (rows %d..%d) searched in %.1f s with %d threads", self.global_rank, number,
-                    *rows, time.perf_counter() - start, self.threads)
+        logger.info("rank %d: shard %d (%s rows %d..%d) searched in %.1f s with %d threads", self.global_rank,
+                    number, self.files[file].name, first, last, time.perf_counter() - start, self.threads)
         return {"shard": number}
 
     def on_predict_end(self) -> None:
-        if self.index is not None:
-            self.index.close()
+        for opened in self.opened.values():
+            opened.close()
         self.trainer.strategy.barrier("shards searched")
 
 
-def merge_shard_results(job: SearchShardJob, n_library: int) -> SearchResult:
-    """The hits of every shard merged (the shard folder is removed once the hits table is written).
+def merge_shard_results(job: SearchShardJob, n_shards: int) -> SearchResult:
+    """The hits of every shard merged.
 
     Raises
     ------
     ValueError
         When a shard is missing (its process failed): rerun with ``resume=True``.
     """
-    numbers = range(job.n_shards(n_library))
+    numbers = range(n_shards)
     missing = [number for number in numbers if not job.is_finished(number)]
     if missing:
         raise ValueError(f"{len(missing)} of {len(numbers)} shards are missing in {job.shard_dir} (first: "
@@ -180,7 +208,9 @@ def search_sharded(queries: str | os.PathLike, index: str | os.PathLike, output:
     queries
         Query spectra (MSP/MGF).
     index
-        The library index (``matchms-neims index``); its weighting and ``max_mz`` are taken for those not given.
+        The library index (``matchms-neims index``), or a folder of index files that are one library (in name
+        order, rows numbered through them; all built with the same settings). Its weighting and ``max_mz`` are
+        taken for those not given.
     output
         Hits table (TSV) that rank 0 writes, atomically; the shards live in ``<output>.shards/`` until then.
     shard_entries
@@ -199,9 +229,16 @@ def search_sharded(queries: str | os.PathLike, index: str | os.PathLike, output:
     SearchResult or None
         The merged hits on global rank 0 (also written to ``output``); ``None`` on the other ranks.
     """
-    with LibraryIndex(index) as opened:
-        n_library = len(opened)
-        built = opened.settings
+    files = index_files(index)
+    lengths, settings = [], set()
+    for path in files:
+        with LibraryIndex(path) as opened:
+            lengths.append(len(opened))
+            settings.add(opened.settings)
+    if len(settings) > 1:
+        raise ValueError(f"the index files of {index} were built with different settings (max_mz, mz_power, "
+                         f"intensity_power): {sorted(settings)}; rebuild them alike")
+    built = settings.pop()
     max_mz, mz_power, intensity_power = (built[0] if max_mz is None else max_mz,
                                          built[1] if mz_power is None else mz_power,
                                          built[2] if intensity_power is None else intensity_power)
@@ -211,19 +248,23 @@ def search_sharded(queries: str | os.PathLike, index: str | os.PathLike, output:
                         enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
                         use_distributed_sampler=False)
     if shard_entries is None:
-        blocks = -(-max(1, n_library) // library_block_size)
+        blocks = -(-max(1, sum(lengths)) // library_block_size)
         shard_entries = library_block_size * max(1, -(-blocks // (2 * trainer.world_size)))
     if shard_entries < 1 or shard_entries % library_block_size:
         raise ValueError(f"shard_entries ({shard_entries}) must be a positive multiple of library_block_size "
                          f"({library_block_size}), so that the shards' blocks are those of one search")
     job = SearchShardJob(str(queries), str(index), str(output), top_k, int(max_mz), float(mz_power),
                          float(intensity_power), mass_window, library_block_size, shard_entries)
+    for path in files:  # each index file's settings must be those of the search
+        with LibraryIndex(path) as opened:
+            opened.check_settings(job.max_mz, job.mz_power, job.intensity_power)
+    shards = job.shards(lengths)
     if trainer.is_global_zero:  # before the other ranks of this node are launched, or join the process group
-        open_shard_dir(job.shard_dir, manifest(job), resume, job.output)
-    trainer.predict(ShardSearcher(job, n_library, problems), return_predictions=False)
+        open_shard_dir(job.shard_dir, manifest(job, files), resume, job.output)
+    trainer.predict(ShardSearcher(job, files, shards, problems), return_predictions=False)
     if not trainer.is_global_zero:
         return None
-    result = merge_shard_results(job, n_library)
+    result = merge_shard_results(job, len(shards))
     result.to_tsv(job.output)
     shutil.rmtree(job.shard_dir)
     return result

@@ -352,3 +352,22 @@ def test_search_command_with_two_processes_gives_the_hits_of_one(library_files, 
     assert (tmp_path / "two.tsv").read_bytes() == (tmp_path / "one.tsv").read_bytes()
     assert done.stdout.count("hits written") == 1  # printed by rank 0 alone
     assert sorted(path.name for path in tmp_path.iterdir()) == ["library.nidx", "one.tsv", "two.tsv"]
+
+
+def test_a_folder_of_indexes_is_one_library(library_files, tmp_path, capsys, caplog):
+    library, queries = library_files
+    records = list(iter_records(library))
+    whole = build_index(library, tmp_path / "whole.nidx", max_mz=300).path
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for number, (start, stop) in enumerate([(0, 450), (450, N_LIBRARY)]):  # built apart, e.g. on two nodes
+        write_spectra(records[start:stop], tmp_path / f"part{number}.msp")
+        build_index(tmp_path / f"part{number}.msp", folder / f"part-{number:03d}.nidx", max_mz=300)
+    common = ["search", str(queries), "--library-block-size", "150", "--top-k", "7", "-q"]
+    assert main([*common, str(whole), "-o", str(tmp_path / "whole.tsv")]) == 0
+    assert main([*common, str(folder), "-o", str(tmp_path / "parts.tsv"), "--shard-entries", "300"]) == 0
+    assert (tmp_path / "parts.tsv").read_bytes() == (tmp_path / "whole.tsv").read_bytes()
+    assert f"searched against {N_LIBRARY} library spectra" in capsys.readouterr().out
+    build_index(tmp_path / "part1.msp", folder / "part-002.nidx", max_mz=400)  # other settings
+    assert main([*common, str(folder), "-o", str(tmp_path / "other.tsv")]) != 0
+    assert "built with different settings" in caplog.text and not (tmp_path / "other.tsv").exists()
