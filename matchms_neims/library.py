@@ -34,10 +34,9 @@ from matchms_neims.io import (
     count_records,
     decoded_lines,
     detect_format,
+    format_record,
     is_gzip,
     iter_records,
-    mgf_header,
-    msp_header,
     open_text,
 )
 from matchms_neims.predictor import MoleculeInput, NeimsPredictor, as_molecule_input
@@ -353,43 +352,12 @@ class LibrarySummary:
         return text
 
 
-class _PeakFormatter:
-    """Fast text of unit-resolution peak lists (integer m/z and integer intensities up to 999).
-
-    Produces exactly the peak lines of :func:`matchms_neims.io.format_msp_record` for such peaks,
-    from lookup tables instead of one number conversion per value.
-    """
-
-    def __init__(self, max_mz: int = 1000):
-        self._mz_text: list[str] = []
-        self._int_text = [str(i) for i in range(INTENSITY_SCALE + 1)]
-        self._grow(max_mz)
-
-    def _grow(self, max_mz: int) -> None:
-        self._mz_text.extend(f"{mz} " for mz in range(len(self._mz_text), max_mz + 1))
-
-    def __call__(self, mz: list[int], intensities: list[int]) -> str:
-        if mz and mz[-1] >= len(self._mz_text):
-            self._grow(mz[-1])
-        mz_text, int_text = self._mz_text, self._int_text
-        return "\n".join([mz_text[m] + int_text[i] for m, i in zip(mz, intensities)])
-
-
 def _library_peaks(vector: np.ndarray, min_relative_intensity: float) -> tuple[list[int], list[int]]:
     """Peaks of a predicted vector as library integers: base peak 999, peaks rounding to 0 dropped."""
     mz, relative = vector_to_peaks(vector, min_relative_intensity)
     scaled = np.rint(relative * INTENSITY_SCALE)
     keep = scaled >= 1
     return mz[keep].astype(np.int64).tolist(), scaled[keep].astype(np.int64).tolist()
-
-
-def _format_record(file_format: str, metadata: dict, mz: list[int], intensities: list[int],
-                   peaks: _PeakFormatter) -> str:
-    """One library record; identical to :func:`format_msp_record` / :func:`format_mgf_record`, but faster."""
-    peak_text = peaks(mz, intensities) + "\n" if mz else ""
-    if file_format == "msp":
-        return "".join((msp_header(metadata), "Num Peaks: ", str(len(mz)), "\n", peak_text, "\n"))
-    return "".join((mgf_header(metadata), peak_text, "END IONS\n\n"))
 
 
 def _as_inputs(molecules: Iterable) -> Iterator[MoleculeInput]:
@@ -520,7 +488,6 @@ def build_library(
     if predictor is None:
         predictor = NeimsPredictor()
 
-    peaks = _PeakFormatter(getattr(predictor, "max_mz", 1000))
     errors: list[tuple[str, str, str]] = []
     first_record_of: dict[str, str] = {}  # molecule key -> record written for it (skip_duplicates)
     n_input = n_written = 0
@@ -564,7 +531,7 @@ def build_library(
                     # passed only when present, so that predictor wrappers with the older signature keep working
                     extra = {} if expert_weights is None else {"expert_weights": expert_weights}
                     metadata = predictor.spectrum_metadata(molecule, info, uncertainty, **extra)
-                    parts.append(_format_record(file_format, metadata, mz, intensities, peaks))
+                    parts.append(format_record(file_format, metadata, mz, intensities))
                 handle.write("".join(parts))
                 n_written += len(parts)
                 del batch, parts

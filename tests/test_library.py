@@ -14,9 +14,7 @@ from matchms_neims.io import format_mgf_record, format_msp_record, iter_records
 from matchms_neims.library import (
     LibrarySummary,
     MoleculeFileError,
-    _format_record,
     _library_peaks,
-    _PeakFormatter,
     build_library,
     read_molecules,
 )
@@ -193,17 +191,25 @@ def test_read_molecules_streams(tmp_path):
 # ============================================================================================ writing
 
 
-def test_fast_record_formatting_matches_io(tiny_predictor):
+def test_peak_lines_of_integer_and_other_peaks():
+    from matchms_neims.io import peak_lines
+
+    assert peak_lines([12, 41, 1500], [1, 999, 3]) == "12 1\n41 999\n1500 3\n"  # the table grows on demand
+    assert peak_lines(np.array([12.0, 41.0]), np.array([1.0, 999.0])) == "12 1\n41 999\n"
+    assert peak_lines(np.array([12.25, 41.0]), np.array([1.5, 2e6])) == "12.2500 1.5\n41.0000 2e+06\n"
+    assert peak_lines(np.array([12.0]), np.array([2_000_000.0])) == "12 2000000\n"  # not tabled
+    assert peak_lines([], []) == ""
+
+
+def test_library_records_are_those_of_the_io_writer(tiny_predictor):
     batch = tiny_predictor.predict_batch([MoleculeInput("CCO", "ethanol", "x"), MoleculeInput("c1ccccc1", "", "y")])
-    peaks = _PeakFormatter(10)  # grows on demand
     for vector, molecule, info in zip(batch.vectors, batch.molecules, batch.infos):
         metadata = tiny_predictor.spectrum_metadata(molecule, info)
-        predicted = _library_peaks(vector, 0.001)
-        assert predicted[0] and max(predicted[1]) == 999
-        for mz, intensities in (predicted, ([12, 41, 77, 500], [1, 999, 500, 3])):
-            for kind, formatter in (("msp", format_msp_record), ("mgf", format_mgf_record)):
-                expected = formatter(metadata, np.array(mz, dtype=float), np.array(intensities, dtype=float))
-                assert _format_record(kind, metadata, mz, intensities, peaks) == expected
+        mz, intensities = _library_peaks(vector, 0.001)
+        assert mz and max(intensities) == 999
+        text = format_msp_record(metadata, mz, intensities)
+        assert text.startswith("Name: ") and f"Num Peaks: {len(mz)}\n" in text and text.endswith("\n\n")
+        assert format_mgf_record(metadata, np.array(mz, float), np.array(intensities, float)).endswith("END IONS\n\n")
 
 
 @pytest.mark.parametrize("kind", ["msp", "mgf"])

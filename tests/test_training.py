@@ -209,7 +209,7 @@ def test_decoy_margin_loss_counts_only_decoys_that_come_within_the_margin():
     # a decoy predicted exactly like the first spectrum scores as high as the right entry: the margin is missed
     look_alike = torch.cat([unrelated, right[:1]])
     loss = decoy_margin_loss(right, target, look_alike, margin=0.05)
-    assert float(loss) == pytest.approx(0.05 / (4 * 4), rel=1e-4)
+    assert float(loss) == pytest.approx(0.05 / 4, rel=1e-4)  # one pair of four spectra misses it by 0.05
     decoys = look_alike.clone().requires_grad_()
     predicted = right.clone().requires_grad_()
     decoy_margin_loss(predicted, target, decoys, margin=0.05).backward()

@@ -79,7 +79,8 @@ def decoy_margin_loss(predicted_sqrt: torch.Tensor, target: torch.Tensor, decoy_
     Unlike :func:`in_batch_retrieval_loss`, the negatives are predictions of molecules without spectra
     (:class:`training.decoys.DecoyBank`, drawn near the batch's masses): the entries that outrank the right one
     in a user's in-silico library. A pair that already keeps the margin adds nothing, so the loss does not push
-    easy pairs apart at the cost of the fit.
+    easy pairs apart at the cost of the fit. The hinges of a spectrum are summed over the decoys and averaged over
+    the spectra, so that the few hard pairs among many easy ones are not diluted by the batch's size.
 
     Parameters
     ----------
@@ -96,7 +97,7 @@ def decoy_margin_loss(predicted_sqrt: torch.Tensor, target: torch.Tensor, decoy_
     queries = nn.functional.normalize(torch.sqrt(target.clamp_min(0)) * mz, dim=-1)
     own = (queries * nn.functional.normalize(predicted_sqrt * mz, dim=-1)).sum(-1)
     decoys = queries @ nn.functional.normalize(decoy_sqrt * mz, dim=-1).T
-    return torch.relu(margin + decoys - own[:, None]).mean()
+    return torch.relu(margin + decoys - own[:, None]).sum(dim=1).mean()
 
 
 def batch_cosine(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
