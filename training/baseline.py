@@ -118,7 +118,7 @@ def decoy_bank(config: TrainConfig, featurizer: Featurizer) -> DecoyBank | None:
 
 
 def train_baseline(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train, keep the best epoch by validation cosine, and export it as a matchms-neims model file.
+    """Train (from scratch, or fine-tune from ``init_from``), keep the best epoch by ``optim.monitor``, and export it.
 
     Parameters
     ----------
