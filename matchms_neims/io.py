@@ -120,7 +120,8 @@ class SpectrumFileError(ValueError):
 
 #: Largest m/z a reader accepts; a peak beyond it (or below 0) marks the record as bad.
 MAX_READ_MZ = 100_000.0
-#: Skipped records logged one by one per file; the rest are counted in one line at the end of the file.
+#: Skipped inputs logged one by one (records per file, molecules per batch, pretraining molecules, decoys); the rest
+#: are counted in one line. The one cap of the package and of training.
 MAX_LOGGED_PROBLEMS = 10
 #: Peaks one record may hold; a record with more is skipped (its peaks are not kept), so that a never-ending
 #: record cannot exhaust memory. A unit-resolution EI spectrum has at most about 1,000, a high-resolution one

@@ -19,6 +19,7 @@ from matchms_neims.checkpoint import LoadedModel, load_model
 from matchms_neims.chemistry import MoleculeError, MoleculeInfo, parse_smiles
 from matchms_neims.featurize import FeaturizedMolecule
 from matchms_neims.featurize_pool import FeaturizedChunk, FeaturizerPool, featurize_chunk
+from matchms_neims.io import MAX_LOGGED_PROBLEMS
 from matchms_neims.metrics import uncertainty_score
 from matchms_neims.models import deterministic_outputs, is_mixture_of_experts
 from matchms_neims.models.formula_head import FormulaHead
@@ -28,7 +29,6 @@ from matchms_neims.subformulae import formula_counts
 logger = logging.getLogger(__name__)
 
 BUNDLED_MODEL_FILE = "neims_formula.pt"
-MAX_LOGGED_ERRORS = 10  # per batch; all errors are returned to the caller
 BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
@@ -383,10 +383,10 @@ class NeimsPredictor:
             infos.extend(item.info for item in featurized)
             for name, values in self._predict_chunk(featurized, n_samples, index).items():
                 outputs.setdefault(name, []).append(values)
-        for error in errors[:MAX_LOGGED_ERRORS]:
+        for error in errors[:MAX_LOGGED_PROBLEMS]:
             logger.warning("skipped %s", error)
-        if len(errors) > MAX_LOGGED_ERRORS:
-            logger.warning("skipped %d more molecules that cannot be predicted", len(errors) - MAX_LOGGED_ERRORS)
+        if len(errors) > MAX_LOGGED_PROBLEMS:
+            logger.warning("skipped %d more molecules that cannot be predicted", len(errors) - MAX_LOGGED_PROBLEMS)
         if not positions:  # shapes of an empty result, as the models give them
             outputs = {name: [values] for name, values in self._predict_chunk([], n_samples, 0).items()}
         joined = {name: np.concatenate(parts) for name, parts in outputs.items()}

@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from matchms_neims.chemistry import MoleculeError, inchikey_block
 from matchms_neims.featurize import molecular_graph
+from matchms_neims.io import MAX_LOGGED_PROBLEMS
 from training.augment import conformer_distances
 from training.baseline import make_featurizer
 from training.config import TrainConfig
@@ -32,7 +33,6 @@ from training.optim import module_optimization
 from training.runner import export, fit, prepare
 
 logger = logging.getLogger(__name__)
-MAX_LOGGED_SKIPS = 10
 
 
 class MaskedBondDataset(Dataset):
@@ -74,7 +74,7 @@ class MaskedBondDataset(Dataset):
                 return None
             graph = molecular_graph(mol)
         except (MoleculeError, ValueError) as error:
-            if index not in self.skipped and len(self.skipped) < MAX_LOGGED_SKIPS:
+            if index not in self.skipped and len(self.skipped) < MAX_LOGGED_PROBLEMS:
                 logger.warning("skipped %s", error if isinstance(error, MoleculeError)
                                else f"{source.record_label(local)}: {error}")
             self.skipped.add(index)
