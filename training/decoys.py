@@ -76,10 +76,9 @@ class DecoyBank:
         order = np.argsort(masses, kind="stable")
         self.features = [features[i] for i in order]
         self.nominal_mass = np.asarray(masses, dtype=np.int64)[order]
+        self.hard: dict[int, np.ndarray] | None = None  # cache row -> bank positions of its hardest decoys
         logger.info("decoy bank %s: %d molecules (%d in the training data and %d repeats left out, %d skipped)",
                     path, len(self.features), excluded, repeated, problems)
-
-        self.hard: dict[int, np.ndarray] | None = None  # cache row -> bank positions of its hardest decoys
 
     def __len__(self) -> int:
         return len(self.features)
