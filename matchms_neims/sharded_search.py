@@ -255,9 +255,8 @@ def search_sharded(queries: str | os.PathLike, index: str | os.PathLike, output:
                          f"({library_block_size}), so that the shards' blocks are those of one search")
     job = SearchShardJob(str(queries), str(index), str(output), top_k, int(max_mz), float(mz_power),
                          float(intensity_power), mass_window, library_block_size, shard_entries)
-    for path in files:  # each index file's settings must be those of the search
-        with LibraryIndex(path) as opened:
-            opened.check_settings(job.max_mz, job.mz_power, job.intensity_power)
+    with LibraryIndex(files[0]) as opened:  # the files share their settings (above): they must be the search's
+        opened.check_settings(job.max_mz, job.mz_power, job.intensity_power)
     shards = job.shards(lengths)
     if trainer.is_global_zero:  # before the other ranks of this node are launched, or join the process group
         open_shard_dir(job.shard_dir, manifest(job, files), resume, job.output)

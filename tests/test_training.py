@@ -169,16 +169,26 @@ def test_mass_grouped_batches_hold_similar_masses_in_a_new_order_each_epoch():
     assert np.array_equal(np.array(list(sampler)), orders[0])  # a resumed run sees the same order
 
 
+def _one_epoch(tiny_config, run_dir) -> TrainConfig:
+    """The tiny config, one epoch, writing its checkpoints and model into ``run_dir``."""
+    config = TrainConfig.from_yaml(tiny_config)
+    config.optim.max_epochs = 1
+    _write_into(config, run_dir)
+    return config
+
+
+def _write_into(config: TrainConfig, run_dir) -> None:
+    config.trainer.output_dir = str(run_dir)
+    config.export.path = str(run_dir / "model.pt")
+
+
 def test_baseline_trains_on_mass_grouped_batches(tiny_config, tmp_path):
     from training.baseline import train_baseline
 
-    config = TrainConfig.from_yaml(tiny_config)
+    config = _one_epoch(tiny_config, tmp_path / "run")
     config.data.batch_grouping = "mass"
     config.data.batch_size = 4
     config.optim.retrieval_weight = 0.002
-    config.optim.max_epochs = 1
-    config.trainer.output_dir = str(tmp_path / "run")
-    config.export.path = str(tmp_path / "run" / "model.pt")
     assert NeimsPredictor(train_baseline(config, progress=False)).predict("CCO")["mz"].size
     config.data.batch_grouping = "size"
     with pytest.raises(ValueError, match="batch_grouping"):
@@ -188,11 +198,8 @@ def test_baseline_trains_on_mass_grouped_batches(tiny_config, tmp_path):
 def test_baseline_trains_with_the_retrieval_loss(tiny_config, tmp_path):
     from training.baseline import train_baseline
 
-    config = TrainConfig.from_yaml(tiny_config)
+    config = _one_epoch(tiny_config, tmp_path / "run")
     config.optim.retrieval_weight = 0.002
-    config.optim.max_epochs = 1
-    config.trainer.output_dir = str(tmp_path / "run")
-    config.export.path = str(tmp_path / "run" / "model.pt")
     path = train_baseline(config, progress=False)
     assert NeimsPredictor(path).predict("CCO")["mz"].size
 
@@ -236,13 +243,10 @@ def test_decoy_bank_leaves_out_training_molecules_and_draws_by_mass(fixtures_dir
 def test_baseline_trains_against_predicted_decoys(tiny_config, tmp_path, fixtures_dir):
     from training.baseline import train_baseline
 
-    config = TrainConfig.from_yaml(tiny_config)
+    config = _one_epoch(tiny_config, tmp_path / "run")
     config.data.decoy_molecules = str(fixtures_dir / "molecules_small.smi")
     config.optim.decoy_weight = 0.5
     config.optim.decoys_per_batch = 4
-    config.optim.max_epochs = 1
-    config.trainer.output_dir = str(tmp_path / "run")
-    config.export.path = str(tmp_path / "run" / "model.pt")
     assert NeimsPredictor(train_baseline(config, progress=False)).predict("CCO")["mz"].size
     config.data.decoy_molecules = ""
     with pytest.raises(ValueError, match="decoy_molecules"):
@@ -281,17 +285,13 @@ def test_mined_decoys_are_those_whose_predictions_score_highest(tmp_path):
 def test_baseline_fine_tunes_against_mined_decoys(tiny_config, tmp_path, fixtures_dir):
     from training.baseline import train_baseline
 
-    config = TrainConfig.from_yaml(tiny_config)
-    config.optim.max_epochs = 1
-    config.trainer.output_dir = str(tmp_path / "start")
-    config.export.path = str(tmp_path / "start" / "model.pt")
+    config = _one_epoch(tiny_config, tmp_path / "start")
     start = train_baseline(config, progress=False)
     config.init_from = str(start)
     config.data.decoy_molecules = str(fixtures_dir / "molecules_small.smi")
     config.optim.decoy_weight = 0.5
     config.optim.decoy_hard_k = 3
     config.optim.decoys_per_batch = 4
-    config.trainer.output_dir = str(tmp_path / "run")
-    config.export.path = str(tmp_path / "run" / "model.pt")
+    _write_into(config, tmp_path / "run")
     tuned = NeimsPredictor(train_baseline(config, progress=False))
     assert tuned.predict("CCO")["mz"].size and tuned.loaded.metadata["initialised_from"] == str(start)
