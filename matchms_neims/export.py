@@ -29,7 +29,6 @@ from torch import nn
 from matchms_neims.checkpoint import LoadedModel, load_model
 from matchms_neims.chemistry import MoleculeError
 from matchms_neims.metrics import paired_cosine
-from matchms_neims.models import deterministic_outputs, is_mixture_of_experts
 from matchms_neims.predictor import bundled_model_path
 from matchms_neims.utils import atomic_path
 
@@ -49,16 +48,16 @@ class ExportableModel(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.has_expert_weights = is_mixture_of_experts(model)
+        self.has_expert_weights = model.has_expert_weights
 
     def forward(self, fingerprint: torch.Tensor, nominal_mass: torch.Tensor):
-        outputs = deterministic_outputs(self.model, fingerprint, nominal_mass)
+        outputs = self.model.deterministic_outputs(fingerprint, nominal_mass)
         return outputs if self.has_expert_weights else outputs[0]
 
 
 def output_names(loaded: LoadedModel) -> list[str]:
     """Names of the exported model's outputs."""
-    return ["spectrum", "expert_weights"] if is_mixture_of_experts(loaded.model) else ["spectrum"]
+    return ["spectrum", "expert_weights"] if loaded.model.has_expert_weights else ["spectrum"]
 
 
 def reference_inputs(loaded: LoadedModel) -> tuple[torch.Tensor, torch.Tensor]:
@@ -210,12 +209,9 @@ def onnx_session(loaded: LoadedModel, threads: int = 0, opset: int = 17, toleran
 
 
 def _check_exportable(loaded: LoadedModel, name: object) -> None:
-    if loaded.featurizer.kind.startswith("graph"):
-        raise ValueError(f"{name}: {loaded.model_class} reads molecular graphs (PyTorch Geometric batches); "
-                         "only fingerprint models (NeimsMLP, StudentMoE) can be exported")
-    if loaded.featurizer.formula:
-        raise ValueError(f"{name}: {loaded.model_class} has a formula head, which enumerates subformulae in Python "
-                         "for every molecule; it cannot be traced to a fixed graph. Use the torch backend")
+    obstacle = loaded.model.export_obstacle
+    if obstacle:
+        raise ValueError(f"{name}: {loaded.model_class} {obstacle}")
 
 
 def _export_torchscript(module: ExportableModel, example: tuple, path: Path, metadata: str) -> None:

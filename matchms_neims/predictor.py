@@ -21,8 +21,6 @@ from matchms_neims.featurize import FeaturizedMolecule
 from matchms_neims.featurize_pool import FeaturizedChunk, FeaturizerPool, featurize_chunk
 from matchms_neims.io import MAX_LOGGED_PROBLEMS
 from matchms_neims.metrics import uncertainty_score
-from matchms_neims.models import deterministic_outputs, is_mixture_of_experts
-from matchms_neims.models.formula_head import FormulaHead
 from matchms_neims.spectra import normalize_base_peak, vector_to_peaks
 from matchms_neims.subformulae import formula_counts
 
@@ -214,12 +212,12 @@ class NeimsPredictor:
     @property
     def supports_uncertainty(self) -> bool:
         """Whether the model can estimate its uncertainty (MC dropout)."""
-        return hasattr(self.loaded.model, "predict_with_uncertainty")
+        return self.loaded.model.supports_uncertainty
 
     @property
     def supports_expert_weights(self) -> bool:
         """Whether the model is a mixture of experts whose ``forward_with_details`` gives ``expert_weights``."""
-        return is_mixture_of_experts(self.loaded.model)
+        return self.loaded.model.has_expert_weights
 
     # ------------------------------------------------------------------ core
     def featurize(self, molecules: Sequence[MoleculeInput]) -> tuple[list[int], list[FeaturizedMolecule],
@@ -292,7 +290,7 @@ class NeimsPredictor:
             outputs = self._onnx_session.run(None, {"fingerprint": fingerprint.float().cpu().numpy(),
                                                     "nominal_mass": masses.cpu().numpy().astype(np.int64)})
             return tuple(torch.from_numpy(output) for output in outputs)
-        return deterministic_outputs(self.loaded.model, *inputs, masses)
+        return self.loaded.model.deterministic_outputs(*inputs, masses)
 
     @torch.inference_mode()
     def predict_features(self, featurized: Sequence[FeaturizedMolecule]) -> np.ndarray:
@@ -479,8 +477,8 @@ class NeimsPredictor:
     def formula_head_fallback(self, info: MoleculeInfo) -> str | None:
         """Why the model's formula head rendered this molecule without subformulae (``None``: it did not, or the
         model has no formula head); see :class:`~matchms_neims.models.formula_head.FormulaHead`."""
-        head = getattr(self.loaded.model, "head", None)
-        if not isinstance(head, FormulaHead):
+        head = self.loaded.model.formula_head
+        if head is None:
             return None
         return head.fallback_reason(formula_counts(parse_smiles(info.smiles)))
 

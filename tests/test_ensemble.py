@@ -1,19 +1,22 @@
-"""The ensemble teacher: averaging, mixture uncertainty, building it from model files, predicting with it."""
+"""Ensembles: the teacher ensemble (averaging, mixture uncertainty), formula-head MLP ensembles (intensity
+average), building them from model files, predicting with them."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
+from test_formula_head import formula_model
+from test_formula_head import inputs as formula_inputs
 
 from matchms_neims.checkpoint import load_model, save_model
 from matchms_neims.cli import main
 from matchms_neims.featurize import Featurizer
-from matchms_neims.models.ensemble import TeacherEnsemble
+from matchms_neims.models.ensemble import SpectrumEnsemble, TeacherEnsemble
 from matchms_neims.models.neims import NeimsMLP
 from matchms_neims.models.teacher import TeacherGNN
 from matchms_neims.predictor import NeimsPredictor
-from training.ensemble import build_teacher_ensemble
+from training.ensemble import build_ensemble
 
 SMILES = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"]
 SMALL = dict(atom_embedding_dim=16, bond_embedding_dim=8, hidden_size=32, n_layers=2, attention_hidden=16,
@@ -103,18 +106,67 @@ def test_members_must_share_featurizer_class_and_split(tmp_path):
     first, second = _members()
     good = save_model(tmp_path / "a.pt", first, SMALL, FEATURIZER, METADATA)
     with pytest.raises(ValueError, match="at least two member files"):
-        build_teacher_ensemble([good], tmp_path / "out.pt")
+        build_ensemble([good], tmp_path / "out.pt")
     other_split = save_model(tmp_path / "b.pt", second, SMALL, FEATURIZER,
                              {**METADATA, "split": {"method": "scaffold", "seed": 42}})
     with pytest.raises(ValueError, match="share data and split"):
-        build_teacher_ensemble([good, other_split], tmp_path / "out.pt")
+        build_ensemble([good, other_split], tmp_path / "out.pt")
     other_featurizer = save_model(tmp_path / "c.pt", second, SMALL,
                                   Featurizer("graph_ecfp_counts", max_mz=200, n_bits=256, radius=3), METADATA)
     with pytest.raises(ValueError, match="share one featurizer"):
-        build_teacher_ensemble([good, other_featurizer], tmp_path / "out.pt")
+        build_ensemble([good, other_featurizer], tmp_path / "out.pt")
     baseline_config = {"input_size": 256, "hidden_size": 16, "n_blocks": 1, "max_mz": 200}
     baseline = save_model(tmp_path / "d.pt", NeimsMLP(**baseline_config), baseline_config,
                           Featurizer("neims_count_ecfp", max_mz=200, n_bits=256), METADATA)
     with pytest.raises(ValueError, match="must be TeacherGNN"):
-        build_teacher_ensemble([good, baseline], tmp_path / "out.pt")
+        build_ensemble([good, baseline], tmp_path / "out.pt")
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_formula_members_average_intensities_and_keep_their_envelopes(tmp_path):
+    featurizer = Featurizer(n_bits=256, formula=True)
+    (first, config), (second, _) = formula_model(seed=0), formula_model(seed=1)
+    for model in (first, second):  # candidates of trained size (the untrained bias makes them all about 0.002)
+        torch.nn.init.constant_(model.head.forward_logits.bias, 3.0)
+    metadata = {**METADATA, "name": "f"}
+    paths = [save_model(tmp_path / f"f{index}.pt", model, config, featurizer, metadata, half_precision=True)
+             for index, model in enumerate([first, second])]
+    output = tmp_path / "formula_ensemble.pt"
+    assert main(["ensemble", *map(str, paths), "-o", str(output), "--weights", "3", "1"]) == 0
+    loaded = load_model(output)
+    assert loaded.model_class == "SpectrumEnsemble" and loaded.model_config["average"] == "intensity"
+    # float16 members stay float16: the ensemble is the size of its members, not twice that
+    assert output.stat().st_size < 1.1 * sum(path.stat().st_size for path in paths)
+    ensemble = loaded.model
+    assert isinstance(ensemble, SpectrumEnsemble) and ensemble.formula_head is not None
+    assert ensemble.supports_uncertainty and not ensemble.has_expert_weights and ensemble.export_obstacle
+
+    fingerprint, mass = formula_inputs(featurizer, ["ClC(Cl)(Cl)Cl", "BrCCBr", "CCO"])
+    with torch.no_grad():
+        members = [member(fingerprint, mass).square() for member in ensemble.members]
+        expected = sum(weight * spectrum / spectrum.amax(dim=1, keepdim=True)
+                       for weight, spectrum in zip([0.75, 0.25], members))
+        torch.testing.assert_close(ensemble(fingerprint, mass).square(), expected, atol=1e-5, rtol=1e-4)
+        # CCl4's molecular ion (m/z 152-158, no other subformula there) keeps its exact 35Cl/37Cl envelope in the
+        # ensemble as in every member; a mean of the members' sqrt spectra would not keep it
+        exact = torch.tensor([0.781, 1.0, 0.480, 0.102])
+        for spectrum in [*members, ensemble(fingerprint, mass).square()]:
+            torch.testing.assert_close(spectrum[0, [152, 154, 156, 158]] / spectrum[0, 154], exact, atol=0.02, rtol=0)
+
+    predictor = NeimsPredictor(output)
+    batch = predictor.predict_batch(["ClC(Cl)(Cl)Cl", "CCO"], uncertainty_samples=4)  # every member's dropout
+    assert batch.sqrt_std.shape == (2, 501) and batch.sqrt_std.max() > 0
+    spectra = predictor.predict_spectra(["Clc1ccccc1", "C[Hg]C"])
+    assert "formula_head_fallback" not in spectra[0].metadata
+    assert "isotope table" in spectra[1].metadata["formula_head_fallback"]
+
+
+def test_members_must_be_one_class_of_spectrum_model(tmp_path):
+    teacher, = _members(1)
+    mlp, config = formula_model()
+    paths = [save_model(tmp_path / "t.pt", teacher, SMALL, FEATURIZER, METADATA),
+             save_model(tmp_path / "m.pt", mlp, config, Featurizer(n_bits=256, formula=True), METADATA)]
+    with pytest.raises(ValueError, match="must be TeacherGNN models"):
+        build_ensemble(paths, tmp_path / "out.pt")
+    with pytest.raises(ValueError, match="averages sqrt spectra"):
+        build_ensemble([paths[0], paths[0]], tmp_path / "out.pt", average="intensity")

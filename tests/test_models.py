@@ -82,3 +82,24 @@ def test_sparse_input_linear_equals_dense_and_keeps_the_state_dict():
     x.requires_grad_(True)
     layer(x).sum().backward()  # training: the dense path, with gradients
     assert layer.weight.grad is not None and x.grad is not None
+
+
+def test_models_declare_what_they_support():
+    from matchms_neims.models import StudentMoE
+    from matchms_neims.models.teacher import TeacherGNN
+
+    plain = NeimsMLP(input_size=64, hidden_size=16, n_blocks=1, max_mz=100)
+    formula = NeimsMLP(input_size=64, hidden_size=16, n_blocks=1, max_mz=100, head="formula")
+    student = StudentMoE(n_bits=32, n_count_bits=32, width=16, expert_inner=16, n_experts=2, top_k=1,
+                         blocks_per_expert=1, gate_hidden=(8,), head_hidden=(16,), max_mz=100)
+    teacher = TeacherGNN(atom_embedding_dim=8, bond_embedding_dim=8, hidden_size=8, n_layers=1, attention_hidden=8,
+                         ecfp_size=32, ecfp_hidden=[16], fusion_hidden=[16], max_mz=100)
+    assert [m.supports_uncertainty for m in (plain, formula, student, teacher)] == [True, True, False, True]
+    assert [m.has_expert_weights for m in (plain, formula, student, teacher)] == [False, False, True, False]
+    assert plain.formula_head is None and formula.formula_head is formula.head
+    assert plain.export_obstacle is None and student.export_obstacle is None
+    assert "formula head" in formula.export_obstacle and "molecular graphs" in teacher.export_obstacle
+    spectrum, expert_weights = student.eval().deterministic_outputs(torch.rand(3, 64), torch.tensor([50, 60, 70]))
+    assert spectrum.shape == (3, 101) and expert_weights.shape == (3, 2)
+    (alone,) = plain.eval().deterministic_outputs(torch.rand(3, 64), torch.tensor([50, 60, 70]))
+    assert alone.shape == (3, 101)

@@ -134,23 +134,31 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
 
 def register_ensemble(subparsers) -> None:
-    parser = subparsers.add_parser("ensemble", help="combine trained teachers into one ensemble model file",
-                                   description="Average several TeacherGNN model files (same featurizer, data "
-                                               "and split) into one TeacherEnsemble model file, usable for "
-                                               "predict, evaluate and as distill.teacher.")
-    parser.add_argument("members", nargs="+", help="teacher model files (.pt)")
+    parser = subparsers.add_parser("ensemble", help="combine trained models into one ensemble model file",
+                                   description="Average several model files of one class (TeacherGNN or NeimsMLP; "
+                                               "same featurizer, data and split) into one ensemble model file, "
+                                               "usable for predict and evaluate; a teacher ensemble also as "
+                                               "distill.teacher.")
+    parser.add_argument("members", nargs="+", help="model files (.pt) of one class")
     parser.add_argument("-o", "--output", required=True, help="ensemble model file to write (.pt)")
     parser.add_argument("--weights", type=float, nargs="+", default=None, help="member weights (default: equal)")
     parser.add_argument("--name", default="neims-teacher-ensemble", help="model name recorded in the file")
+    parser.add_argument("--average", default=None, metavar="{sqrt,intensity}",
+                        help="average sqrt spectra or base-peak-scaled intensities (default: intensity for "
+                             "formula-head members, whose isotope envelopes it keeps exact; else sqrt)")
+    parser.add_argument("--full-precision", action="store_true",
+                        help="store float32 weights (default: float16 when the members' weights are float16 values, "
+                             "as in the files the training command exports)")
     add_quiet_option(parser)
     parser.set_defaults(handler=_run_ensemble)
 
 
 def _run_ensemble(args: argparse.Namespace) -> int:
-    from training.ensemble import build_teacher_ensemble
+    from training.ensemble import build_ensemble
 
-    path = build_teacher_ensemble(args.members, args.output, args.weights, args.name)
-    print(f"ensemble of {len(args.members)} teachers written to {path}")
+    path = build_ensemble(args.members, args.output, args.weights, args.name, average=args.average,
+                          half_precision=False if args.full_precision else None)
+    print(f"ensemble of {len(args.members)} models written to {path}")
     return 0
 
 

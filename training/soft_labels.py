@@ -47,7 +47,7 @@ def labels_are_current(path: Path, expected: dict) -> bool:
 def load_teacher(path: str | os.PathLike, max_mz: int):
     """Load a teacher model file and check it has MC-dropout uncertainty and predicts m/z 0..``max_mz``."""
     loaded = load_model(path)
-    if not hasattr(loaded.model, "predict_with_uncertainty"):
+    if not loaded.model.supports_uncertainty:
         raise ValueError(f"{path} ({loaded.model_class}) has no MC-dropout uncertainty; it cannot be a teacher")
     if loaded.model.max_mz != max_mz:
         raise ValueError(f"teacher predicts m/z 0..{loaded.model.max_mz}, the data has 0..{max_mz}")
@@ -71,7 +71,8 @@ def teacher_labels(loaded, smiles_list: list[str], mc_samples: int, seed: int, b
     -------
     mean, std, embedding, valid
         ``(n, max_mz + 1)`` float32 mean scaled to base peak 1 and std scaled alike, ``(n, embedding)``
-        float32 ``ecfp_embedding`` and the ``(n,)`` bool mask of labelled structures.
+        float32 embedding (:meth:`~matchms_neims.models.capabilities.SpectrumModel.distillation_embedding`; 0
+        columns for teachers without one) and the ``(n,)`` bool mask of labelled structures.
     """
     mean = np.zeros((len(smiles_list), loaded.model.max_mz + 1), dtype=np.float32)
     std = np.zeros_like(mean)
@@ -92,7 +93,9 @@ def teacher_labels(loaded, smiles_list: list[str], mc_samples: int, seed: int, b
                 with torch.no_grad():
                     mc_mean, mc_std = loaded.model.predict_with_uncertainty(*inputs, mass, n_samples=mc_samples,
                                                                             seed=seed + start)
-                    features = loaded.model.forward_with_details(*inputs, mass).ecfp_embedding
+                    features = loaded.model.distillation_embedding(*inputs, mass)
+                    if features is None:  # a teacher without an embedding (baseline MLPs): no feature loss
+                        features = torch.zeros((len(kept), 0))
                 mc_mean, mc_std = mc_mean.clamp_min(0).numpy(), mc_std.numpy()
                 scale = 1.0 / np.maximum(mc_mean.max(axis=1, keepdims=True), 1e-12)
                 if embedding is None:
@@ -159,13 +162,17 @@ def write_label_file(path: Path, index: dict[str, np.ndarray], labels: dict[str,
     """Write a label file atomically.
 
     ``index`` datasets are written as they are (object arrays as UTF-8 strings), the 2-D ``labels``
-    gzip-compressed in chunks of 64 rows, and ``attrs`` as file attributes.
+    gzip-compressed in chunks of 64 rows (those without columns, such as the embedding of a teacher that has
+    none, as they are), and ``attrs`` as file attributes.
     """
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as handle:
         for name, values in index.items():
             string = values.dtype == object
             handle.create_dataset(name, data=values, dtype=h5py.string_dtype("utf-8") if string else None)
         for name, values in labels.items():
+            if values.shape[1] == 0:
+                handle.create_dataset(name, data=values)
+                continue
             handle.create_dataset(name, data=values, compression="gzip",
                                   chunks=(min(64, max(len(values), 1)), values.shape[1]))
         for key, value in attrs.items():

@@ -1,9 +1,14 @@
-"""Neural network modules (``nn.Module`` only; saving and loading live in :mod:`matchms_neims.checkpoint`)."""
+"""Neural network modules (``nn.Module`` only; saving and loading live in :mod:`matchms_neims.checkpoint`).
+
+Every model class derives from :class:`~matchms_neims.models.capabilities.SpectrumModel` and declares there what
+it supports (uncertainty, expert weights, graphs, export).
+"""
 
 from __future__ import annotations
 
 from importlib import import_module
 
+from matchms_neims.models.capabilities import SpectrumModel
 from matchms_neims.models.heads import BidirectionalHead
 from matchms_neims.models.neims import NeimsMLP
 from matchms_neims.models.student import StudentMoE
@@ -11,21 +16,8 @@ from matchms_neims.models.student import StudentMoE
 #: Model classes a model file may name, by class name. Classes in :data:`LAZY_MODEL_MODULES` join on first use.
 MODEL_CLASSES = {"NeimsMLP": NeimsMLP, "StudentMoE": StudentMoE}
 #: Classes imported only when a model file needs them (torch_geometric adds about a second to start-up).
-LAZY_MODEL_MODULES = {"TeacherGNN": "matchms_neims.models.teacher", "TeacherEnsemble": "matchms_neims.models.ensemble"}
-
-
-def is_mixture_of_experts(model) -> bool:
-    """Whether ``model`` is a mixture of experts whose ``forward_with_details`` gives ``expert_weights``."""
-    return hasattr(model, "forward_with_details") and hasattr(model, "n_experts")
-
-
-def deterministic_outputs(model, *inputs) -> tuple:
-    """A forward pass of ``model`` on ``inputs``: ``(spectrum, expert_weights)`` for a mixture of experts,
-    else ``(spectrum,)``."""
-    if is_mixture_of_experts(model):
-        output = model.forward_with_details(*inputs)
-        return output.spectrum, output.expert_weights
-    return (model(*inputs),)
+LAZY_MODEL_MODULES = {"TeacherGNN": "matchms_neims.models.teacher", "TeacherEnsemble": "matchms_neims.models.ensemble",
+                      "SpectrumEnsemble": "matchms_neims.models.ensemble"}
 
 
 def get_model_class(name: str) -> type:
@@ -43,5 +35,5 @@ def get_model_class(name: str) -> type:
     return MODEL_CLASSES[name]
 
 
-__all__ = ["BidirectionalHead", "LAZY_MODEL_MODULES", "MODEL_CLASSES", "NeimsMLP", "StudentMoE",
-           "deterministic_outputs", "get_model_class", "is_mixture_of_experts"]
+__all__ = ["BidirectionalHead", "LAZY_MODEL_MODULES", "MODEL_CLASSES", "NeimsMLP", "SpectrumModel", "StudentMoE",
+           "get_model_class"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from matchms_neims.models.capabilities import SpectrumModel
 from matchms_neims.models.formula_head import apply_head, make_spectrum_head, split_formula_input
 from matchms_neims.models.sparse_linear import SparseInputLinear
 
@@ -27,7 +28,7 @@ class ResidualBottleneckBlock(nn.Module):
         return x + self.layers(x)
 
 
-class NeimsMLP(nn.Module):
+class NeimsMLP(SpectrumModel):
     """The NEIMS baseline network.
 
     Parameters
@@ -56,6 +57,8 @@ class NeimsMLP(nn.Module):
         Keywords of :class:`~matchms_neims.models.formula_head.FormulaHead` (``hidden``, ``max_subformulae``,
         ``extra_hydrogens``).
     """
+
+    supports_uncertainty = True  # MC dropout (SpectrumModel.predict_with_uncertainty)
 
     def __init__(self, input_size: int = 4096, hidden_size: int = 2000, n_blocks: int = 7,
                  bottleneck_factor: float = 0.5, dropout: float = 0.25, max_mz: int = 500,

@@ -15,6 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from matchms_neims.models.capabilities import SpectrumModel
 from matchms_neims.models.formula_head import apply_head, make_spectrum_head, split_formula_input
 from matchms_neims.models.sparse_linear import SparseInputLinear
 
@@ -103,7 +104,7 @@ def expert_load(selected_experts: torch.Tensor, n_experts: int) -> torch.Tensor:
     return counts / counts.sum().clamp_min(1.0)
 
 
-class StudentMoE(nn.Module):
+class StudentMoE(SpectrumModel):
     """Sparse mixture-of-experts MLP predicting EI spectra from the 6144-value student fingerprint.
 
     fingerprint -> (log1p of the counts) -> gate MLP (top-k of logits + balancing bias) and
@@ -155,6 +156,8 @@ class StudentMoE(nn.Module):
         Spectrum head and its options, as for :class:`~matchms_neims.models.neims.NeimsMLP`; the formula heads
         read the formula count vector appended to the fingerprint (``featurizer.formula``).
     """
+
+    has_expert_weights = True
 
     def __init__(self, n_bits: int = 4096, n_count_bits: int = 2048, width: int = 512, expert_inner: int = 768,
                  n_experts: int = 4, top_k: int = 2, blocks_per_expert: int = 6, shared_experts: int = 0,

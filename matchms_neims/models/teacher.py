@@ -22,6 +22,7 @@ from torch_geometric.utils import dropout_edge
 from torch_geometric.utils.smiles import e_map, x_map
 
 from matchms_neims.featurize import ISOTOPE_SHIFT_CATEGORIES
+from matchms_neims.models.capabilities import SpectrumModel
 from matchms_neims.models.formula_head import apply_head, make_spectrum_head
 from matchms_neims.models.neims import ResidualBottleneckBlock
 from matchms_neims.models.sparse_linear import SparseInputLinear
@@ -97,7 +98,7 @@ class TeacherOutput(NamedTuple):
     graph_embedding: torch.Tensor  # (batch, 3 * hidden_size)
 
 
-class TeacherGNN(nn.Module):
+class TeacherGNN(SpectrumModel):
     """GINE + ECFP hybrid teacher.
 
     Parameters
@@ -146,6 +147,9 @@ class TeacherGNN(nn.Module):
         Spectrum head and its options, as for :class:`~matchms_neims.models.neims.NeimsMLP`; the formula heads
         read ``graph.formula`` (``featurizer.formula``).
     """
+
+    supports_uncertainty = True
+    reads_graphs = True
 
     def __init__(self, atom_embedding_dim: int = 128, bond_embedding_dim: int = 128, hidden_size: int = 256,
                  n_layers: int = 8, dropout: float = 0.3, drop_edge: float = 0.2, attention_hidden: int = 128,
@@ -250,36 +254,10 @@ class TeacherGNN(nn.Module):
         """Predicted spectra in sqrt-intensity space, shape ``(batch, max_mz + 1)``."""
         return self.forward_with_details(graph, ecfp, nominal_mass).spectrum
 
-    @torch.no_grad()
-    def predict_with_uncertainty(self, graph, ecfp: torch.Tensor, nominal_mass: torch.Tensor, n_samples: int = 30,
-                                 seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Monte-Carlo dropout: mean and standard deviation of ``n_samples`` stochastic predictions.
+    def distillation_embedding(self, graph, ecfp: torch.Tensor, nominal_mass: torch.Tensor) -> torch.Tensor:
+        """The ``ecfp_embedding`` of :meth:`forward_with_details` (the student's feature loss imitates it)."""
+        return self.forward_with_details(graph, ecfp, nominal_mass).ecfp_embedding
 
-        Only the dropout layers are switched to sampling; BatchNorm uses (and keeps) its running
-        statistics and DropEdge stays off, so the call changes no state of the model.
-
-        Returns
-        -------
-        mean, std
-            Both of shape ``(batch, max_mz + 1)``, in sqrt-intensity space (rectified).
-        """
-        was_training = self.training
-        self.eval()
-        dropouts = [module for module in self.modules() if isinstance(module, nn.Dropout)]
-        generator_state = torch.random.get_rng_state()
-        if seed is not None:
-            torch.manual_seed(seed)
-        try:
-            for module in dropouts:
-                module.train()
-            samples = torch.stack([self(graph, ecfp, nominal_mass) for _ in range(n_samples)])
-        finally:
-            for module in dropouts:
-                module.eval()
-            self.train(was_training)
-            if seed is not None:
-                torch.random.set_rng_state(generator_state)
-        return samples.mean(dim=0), samples.std(dim=0)
 
 
 def _batch_vector(graph) -> torch.Tensor:
