@@ -387,3 +387,27 @@ def test_refit_student_with_the_formula_head_on_all_data(tiny_student_config, tm
     assert (CacheMetadata(tmp_path / "cache.all.h5").split == 0).all()
     spectrum = NeimsPredictor(tmp_path / "run_refit" / "model.pt").predict_spectra(["Clc1ccccc1O"])[0]
     assert len(spectrum.metadata["expert_weights"]) == 4
+
+
+def test_distil_from_an_ensemble_of_formula_head_mlps(tiny_student_config, tmp_path, caplog):
+    """A baseline-MLP ensemble as the teacher: MC-dropout soft labels through every member, no feature loss."""
+    from matchms_neims.models import NeimsMLP
+    from training.ensemble import build_ensemble
+
+    mlp_config = {"input_size": 256, "hidden_size": 32, "n_blocks": 1, "max_mz": 500, "head": "formula",
+                  "formula_head": {"hidden": 8}}
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        members.append(save_model(tmp_path / f"mlp{seed}.pt", NeimsMLP(**mlp_config).eval(), mlp_config,
+                                  Featurizer(n_bits=256, formula=True), {"name": f"mlp{seed}"}, half_precision=True))
+    teacher = build_ensemble(members, tmp_path / "ensemble.pt")
+    args = ["train", "student", "--config", str(tiny_student_config), "--set", f"distill.teacher={teacher}",
+            "--max-epochs", "1", "--no-progress"]
+    assert main([*args, "--output-dir", str(tmp_path / "with_gamma")]) == 2  # no embedding to imitate
+    with caplog.at_level("INFO"):
+        assert main([*args, "--set", "distill.gamma=0", "--output-dir", str(tmp_path / "run")]) == 0
+    assert "train_soft_loss=" in caplog.text and "train_feature_loss=" not in caplog.text
+    student = NeimsPredictor(tmp_path / "run" / "model.pt")
+    assert student.loaded.metadata["teacher"] == str(teacher)
+    assert len(student.predict_spectra(["CCO", "Clc1ccccc1"])) == 2

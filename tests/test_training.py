@@ -295,3 +295,46 @@ def test_baseline_fine_tunes_against_mined_decoys(tiny_config, tmp_path, fixture
     _write_into(config, tmp_path / "run")
     tuned = NeimsPredictor(train_baseline(config, progress=False))
     assert tuned.predict("CCO")["mz"].size and tuned.loaded.metadata["initialised_from"] == str(start)
+
+
+def test_baseline_distils_a_seed_ensemble_with_a_transfer_set(tiny_config, tmp_path, fixtures_dir):
+    """The baseline MLP learns the spectra a teacher ensemble predicts, also for transfer molecules without spectra."""
+    from matchms_neims.checkpoint import save_model
+    from matchms_neims.models import NeimsMLP
+    from matchms_neims.spectra import bin_spectrum
+    from training.baseline import make_featurizer, train_baseline
+    from training.ensemble import build_ensemble
+
+    config = _one_epoch(tiny_config, tmp_path / "plain")
+    config.optim.max_epochs = 10  # the tiny MLP needs a few epochs to follow a teacher of random weights
+    featurizer = make_featurizer(config)
+    members = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        members.append(save_model(tmp_path / f"member{seed}.pt", NeimsMLP(**config.model).eval(), config.model,
+                                  featurizer, {"name": f"member{seed}"}))
+    teacher = NeimsPredictor(build_ensemble(members, tmp_path / "teacher.pt"))
+    plain = NeimsPredictor(train_baseline(config, progress=False))
+
+    config.distill.teacher = str(tmp_path / "teacher.pt")
+    config.distill.alpha, config.distill.beta, config.distill.soft_loss = 0.1, 1.0, "mse"
+    config.distill.mc_samples, config.distill.transfer_mc_samples = 3, 2
+    config.distill.temperature_start = config.distill.soft_lds_sigma = 1.0
+    config.distill.transfer_molecules = [str(fixtures_dir / "molecules_small.smi")]
+    with pytest.raises(ValueError, match="distill.gamma: 0"):  # the default feature loss needs a teacher embedding
+        train_baseline(config, progress=False)
+    config.distill.gamma, config.distill.soft_lds_sigma = 0.0, 0.0
+    _write_into(config, tmp_path / "distilled")
+    distilled = NeimsPredictor(train_baseline(config, progress=False))
+    assert distilled.loaded.metadata["teacher"] == str(tmp_path / "teacher.pt")
+    assert distilled.loaded.metadata["transfer_molecules"] > 0
+
+    def agreement(student: NeimsPredictor) -> float:
+        """Mean cosine of the student's and the teacher's sqrt spectra, over molecules of the transfer file."""
+        scores = []
+        for smiles in ["CCO", "CC(=O)C", "c1ccccc1", "CCCCCCCC", "ClC(Cl)(Cl)Cl"]:
+            a, b = (np.sqrt(bin_spectrum(*model.predict(smiles).values(), 500)) for model in (student, teacher))
+            scores.append(float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b))))
+        return float(np.mean(scores))
+
+    assert agreement(distilled) > agreement(plain) + 0.05

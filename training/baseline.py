@@ -13,9 +13,17 @@ from matchms_neims.models import get_model_class
 from training.config import TrainConfig
 from training.data import CacheMetadata, SpectraDataModule, build_cache, read_spectra
 from training.decoys import DecoyBank
-from training.losses import batch_cosine, decoy_margin_loss, in_batch_retrieval_loss, mass_weighted_mse
+from training.losses import (
+    batch_cosine,
+    decoy_margin_loss,
+    in_batch_retrieval_loss,
+    mass_weighted_mse,
+    soft_mse_distillation_loss,
+)
 from training.optim import module_optimization
 from training.runner import export, fit, initialise_from, prepare, resume_checkpoint
+from training.schedules import temperature_at
+from training.transfer import distillation_targets, uses_teacher
 from training.validation import LibraryValidationMixin, ValidationRecall
 
 logger = logging.getLogger(__name__)
@@ -26,6 +34,12 @@ class SpectrumRegressionModule(LibraryValidationMixin, L.LightningModule):
     ``optim.retrieval_weight`` times the in-batch library-search loss
     (:func:`~training.losses.in_batch_retrieval_loss`), plus ``optim.decoy_weight`` times the margin loss against
     predicted decoys (:func:`~training.losses.decoy_margin_loss`; ``decoys`` holds them).
+
+    With a teacher (``distill.teacher``, :func:`~training.transfer.uses_teacher`), the training loss is
+    ``distill.alpha`` times that MSE plus ``distill.beta`` times the soft loss of the teacher's MC-dropout mean
+    (:func:`~training.losses.soft_mse_distillation_loss`: the same mass-weighted sqrt MSE, bins weighted by
+    ``1 / (1 + teacher std)``); molecules of the transfer set (``distill.transfer_molecules``) count in the soft
+    loss only. This distils a seed ensemble of the recipe into one model of the recipe's own size.
 
     Logs ``train_loss``, ``val_loss``, ``val_cosine`` (mean cosine of sqrt intensities) and ``val_recall_at_1/10``
     (library matching of the validation molecules, :class:`~training.validation.ValidationRecall`); ``optim.monitor``
@@ -38,6 +52,10 @@ class SpectrumRegressionModule(LibraryValidationMixin, L.LightningModule):
         self.config = TrainConfig.from_dict(config)
         self.model = get_model_class(self.config.model_class)(**self.config.model)
         self.decoys = decoys  # not saved in checkpoints: train_baseline builds it from data.decoy_molecules
+        self.with_teacher = uses_teacher(self.config)
+        if self.with_teacher and (self.config.distill.gamma > 0 or self.config.distill.soft_loss != "mse"):
+            raise ValueError("the baseline distils the teacher's spectra with the mass-weighted MSE only; "
+                             "set distill.gamma: 0 and distill.soft_loss: mse")
         self._validation = ValidationRecall(self.config)
 
     def forward(self, features: torch.Tensor, nominal_mass: torch.Tensor) -> torch.Tensor:
@@ -45,8 +63,10 @@ class SpectrumRegressionModule(LibraryValidationMixin, L.LightningModule):
 
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
         predicted = self(*batch["inputs"], batch["nominal_mass"])
-        loss = mass_weighted_mse(predicted, batch["target"], self.config.optim.mass_power)
+        loss = mass_weighted_mse(predicted, batch["target"], self.config.optim.mass_power, batch.get("has_target"))
         batch_size = batch["target"].shape[0]
+        if stage == "train" and self.with_teacher:
+            loss = self._distillation_loss(predicted, batch, loss, batch_size)
         if stage == "train" and self.config.optim.retrieval_weight:
             retrieval = in_batch_retrieval_loss(predicted, batch["target"], self.config.optim.retrieval_temperature,
                                                 molecule=batch.get("molecule"))
@@ -61,6 +81,19 @@ class SpectrumRegressionModule(LibraryValidationMixin, L.LightningModule):
             cosine = batch_cosine(predicted, torch.sqrt(batch["target"].clamp_min(0))).mean()
             self.log("test_cosine", cosine, prog_bar=True, batch_size=batch_size, sync_dist=True)
         return loss
+
+    def _distillation_loss(self, predicted: torch.Tensor, batch: dict, hard: torch.Tensor, batch_size: int
+                           ) -> torch.Tensor:
+        """``alpha * hard + beta * soft``, the soft loss against the teacher's labels (see the class docstring)."""
+        distill = self.config.distill
+        temperature = temperature_at(self.current_epoch, self.config.optim.max_epochs, distill.temperature_start,
+                                     distill.temperature_end, distill.temperature_schedule)
+        std = batch["teacher_std"] if distill.uncertainty_weighting else None
+        soft = soft_mse_distillation_loss(predicted, batch["teacher_mean"], temperature, std,
+                                          self.config.optim.mass_power, batch["has_teacher"])
+        self.log("train_hard_loss", hard, batch_size=batch_size)
+        self.log("train_soft_loss", soft, batch_size=batch_size)
+        return distill.alpha * hard + distill.beta * soft
 
     def _decoy_loss(self, predicted: torch.Tensor, batch: dict) -> torch.Tensor:
         """The margin loss of the batch's spectra against decoys drawn near the masses of random batch rows."""
@@ -136,7 +169,8 @@ def train_baseline(config: TrainConfig, resume: bool = False, progress: bool = T
     """
     prepare(config, "train baseline")
     featurizer = make_featurizer(config)
-    datamodule = SpectraDataModule(config.data, featurizer)
+    soft_labels, transfer = distillation_targets(config, featurizer, progress)
+    datamodule = SpectraDataModule(config.data, featurizer, soft_labels=soft_labels, transfer=transfer)
     module = SpectrumRegressionModule(config.to_dict(), decoy_bank(config, featurizer))
     if resume_checkpoint(config, resume) is None:
         for source in config.init_sources():  # fine-tuning: later files override earlier ones where names overlap
@@ -144,4 +178,6 @@ def train_baseline(config: TrainConfig, resume: bool = False, progress: bool = T
     best, best_path, best_score = fit(module, datamodule, config, config.optim.monitor, resume, progress)
     return export(config, best.model, featurizer,
                   {"best_epoch_checkpoint": Path(best_path).name, config.optim.monitor: best_score,
-                   **({"initialised_from": config.init_from} if config.init_from else {})})
+                   **({"initialised_from": config.init_from} if config.init_from else {}),
+                   **({"teacher": config.distill.teacher, "transfer_molecules": len(transfer) if transfer else 0}
+                      if soft_labels is not None else {})})

@@ -114,13 +114,14 @@ class PretrainingConfig:
 
 @dataclass
 class DistillConfig:
-    """Knowledge distillation of the student from the teacher (``matchms-neims train student``).
+    """Knowledge distillation from a teacher (``matchms-neims train student``, and ``train baseline``).
 
-    The loss is ``alpha * hard + beta * soft + gamma * feature`` (+ the routing terms). ``teacher: ''``
-    (or ``beta = gamma = 0``) trains the student on the experimental spectra alone.
+    The student's loss is ``alpha * hard + beta * soft + gamma * feature`` (+ the routing terms); the baseline
+    MLP's is ``alpha * hard + beta * soft`` (``distill.soft_loss: mse``, no feature loss). ``teacher: ''`` (the
+    default, or ``beta = gamma = 0``) trains on the experimental spectra alone.
     """
 
-    teacher: str = "runs/teacher/model.pt"  # teacher model file; its soft labels are cached next to data.cache
+    teacher: str = ""  # teacher model file; its soft labels are cached next to data.cache
     soft_labels: str = ""  # HDF5 file of teacher soft labels ('' : <data.cache stem>.teacher-<sha12>.h5)
     mc_samples: int = 30  # MC-dropout samples of the teacher per molecule
     alpha: float = 0.3  # hard loss (experimental spectra)

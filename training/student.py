@@ -52,20 +52,13 @@ from training.losses import (
 from training.optim import module_optimization
 from training.runner import export, fit, prepare, resume_checkpoint
 from training.schedules import temperature_at
-from training.soft_labels import SoftLabels, build_soft_labels
-from training.transfer import TransferDataset, build_transfer_labels
+from training.transfer import distillation_targets, uses_teacher
 from training.validation import LibraryValidationMixin, ValidationRecall
 
 logger = logging.getLogger(__name__)
 
 LOSS_NAMES = ("hard", "soft", "feature")
 SOFT_LOSSES = ("kl", "mse")
-
-
-def uses_teacher(config: TrainConfig) -> bool:
-    """Whether the config distils from a teacher (a teacher file and a soft or feature loss weight)."""
-    distill = config.distill
-    return bool(distill.teacher) and (distill.beta > 0 or distill.gamma > 0)
 
 
 class StudentModule(LibraryValidationMixin, L.LightningModule):
@@ -85,6 +78,9 @@ class StudentModule(LibraryValidationMixin, L.LightningModule):
         if distill.soft_loss not in SOFT_LOSSES:
             raise ValueError(f"distill.soft_loss must be one of {SOFT_LOSSES}, not {distill.soft_loss!r}")
         self.with_teacher = uses_teacher(self.config)
+        if self.with_teacher and distill.gamma > 0 and feature_size == 0:
+            raise ValueError("the teacher gives no embedding for the feature loss (a baseline MLP or its ensemble); "
+                             "set distill.gamma: 0")
         if self.with_teacher:
             shares = {"hard": distill.alpha, "soft": distill.beta, "feature": distill.gamma}
         else:
@@ -211,15 +207,8 @@ def train_student(config: TrainConfig, resume: bool = False, progress: bool = Tr
     featurizer = make_featurizer(config)
     if featurizer.kind != "student_fingerprint":
         raise ValueError(f"the student reads featurizer.kind student_fingerprint, got {featurizer.kind!r}")
-    soft_labels, transfer = None, None
-    feature_size = 512
-    if uses_teacher(config):
-        soft_labels = SoftLabels(build_soft_labels(config, progress=progress), config.distill.soft_lds_sigma)
-        feature_size = soft_labels.embedding_size
-        transfer_path = build_transfer_labels(config, progress=progress)
-        if transfer_path is not None:
-            transfer = TransferDataset(transfer_path, featurizer, config.distill.soft_lds_sigma)
-            logger.info("transfer set: %d molecules labelled by the teacher join the training split", len(transfer))
+    soft_labels, transfer = distillation_targets(config, featurizer, progress)
+    feature_size = soft_labels.embedding_size if soft_labels is not None else 512
     augmenter = SpectrumAugmenter.from_config(config.augment)
     datamodule = SpectraDataModule(config.data, featurizer, augmenter, soft_labels, transfer)
     module = StudentModule(config.to_dict(), feature_size)

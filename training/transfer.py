@@ -33,6 +33,8 @@ from training.data import CacheMetadata, build_cache, file_sha256, teacher_item
 from training.soft_labels import (
     LABEL_FORMAT,
     LabelFile,
+    SoftLabels,
+    build_soft_labels,
     labels_are_current,
     load_teacher,
     teacher_labels,
@@ -175,3 +177,28 @@ class TransferDataset(Dataset):
             **teacher_item(self.labels.at(self.positions[item]), self.n_bins, self.labels.embedding_size),
             "has_target": torch.tensor(0.0),
         }
+
+
+def uses_teacher(config: TrainConfig) -> bool:
+    """Whether the config distils from a teacher (a teacher file and a soft or feature loss weight)."""
+    distill = config.distill
+    return bool(distill.teacher) and (distill.beta > 0 or distill.gamma > 0)
+
+
+def distillation_targets(config: TrainConfig, featurizer: Featurizer, progress: bool = True
+                         ) -> tuple[SoftLabels | None, TransferDataset | None]:
+    """The teacher's labels of the training split and its transfer set, as the training data module takes them.
+
+    Both are ``None`` when the config uses no teacher (:func:`uses_teacher`); the transfer set is ``None``
+    without ``distill.transfer_molecules``. The label files are computed once and reused (see the module
+    docstring). Serves every module that distils: the student and the baseline MLP.
+    """
+    if not uses_teacher(config):
+        return None, None
+    soft_labels = SoftLabels(build_soft_labels(config, progress=progress), config.distill.soft_lds_sigma)
+    transfer_path = build_transfer_labels(config, progress=progress)
+    if transfer_path is None:
+        return soft_labels, None
+    transfer = TransferDataset(transfer_path, featurizer, config.distill.soft_lds_sigma)
+    logger.info("transfer set: %d molecules labelled by the teacher join the training split", len(transfer))
+    return soft_labels, transfer
