@@ -129,7 +129,8 @@ def run_case(case: BenchmarkCase, smiles: Sequence[str], latency_molecules: int 
     """Benchmark one case in this process: model size, latency, throughput per batch size and peak memory."""
     import torch
 
-    from matchms_neims.predictor import NeimsPredictor, bundled_model_path
+    from matchms_neims.checkpoint import bundled_model_path
+    from matchms_neims.predictor import NeimsPredictor
 
     model_threads = max(1, threads - case.featurize_workers)
     torch.set_num_threads(model_threads)

@@ -24,6 +24,7 @@ import inspect
 import json
 import os
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 import torch
@@ -35,6 +36,15 @@ from matchms_neims.models.formula_head import FormulaHead
 from matchms_neims.models.sparse_linear import SparseInputLinear
 from matchms_neims.subformulae import FORMULA_SIZE
 from matchms_neims.utils import atomic_path, file_sha256
+
+#: The default model shipped inside the package (``matchms_neims/weights``).
+BUNDLED_MODEL_FILE = "neims_formula.pt"
+
+
+def bundled_model_path() -> Path:
+    """Path of the default model shipped inside the package."""
+    return Path(str(resources.files("matchms_neims") / "weights" / BUNDLED_MODEL_FILE))
+
 
 FORMAT_NAME = "matchms-neims-model"
 FORMAT_VERSION = 2

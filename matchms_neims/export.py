@@ -26,10 +26,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from matchms_neims.checkpoint import LoadedModel, load_model
+from matchms_neims.checkpoint import LoadedModel, bundled_model_path, load_model
 from matchms_neims.chemistry import MoleculeError
 from matchms_neims.metrics import paired_cosine
-from matchms_neims.predictor import bundled_model_path
 from matchms_neims.utils import atomic_path
 
 logger = logging.getLogger(__name__)

@@ -8,14 +8,13 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 from matchms import Spectrum
 
-from matchms_neims.checkpoint import LoadedModel, load_model
+from matchms_neims.checkpoint import LoadedModel, bundled_model_path, load_model
 from matchms_neims.chemistry import MoleculeError, MoleculeInfo, parse_smiles
 from matchms_neims.featurize import FeaturizedMolecule
 from matchms_neims.featurize_pool import FeaturizedChunk, FeaturizerPool, featurize_chunk
@@ -26,13 +25,7 @@ from matchms_neims.subformulae import formula_counts
 
 logger = logging.getLogger(__name__)
 
-BUNDLED_MODEL_FILE = "neims_formula.pt"
 BACKENDS = ("torch", "onnx", "onnx-int8")
-
-
-def bundled_model_path() -> Path:
-    """Path of the default model shipped inside the package."""
-    return Path(str(resources.files("matchms_neims") / "weights" / BUNDLED_MODEL_FILE))
 
 
 @dataclass

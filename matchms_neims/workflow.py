@@ -61,8 +61,8 @@ def resolve_models(workflow: OrderedDict) -> list[dict]:
     ``model_sha256`` must name the digest of its model file.
     Returns one ``{"filters": ..., "path": ..., "sha256": ...}`` per step.
     """
+    from matchms_neims.checkpoint import bundled_model_path
     from matchms_neims.filters import predicted_spectrum_step
-    from matchms_neims.predictor import bundled_model_path
 
     models = []
     for part in ("query_filters", "reference_filters"):

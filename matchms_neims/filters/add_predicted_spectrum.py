@@ -33,7 +33,8 @@ STRUCTURE_KEYS = frozenset({
 
 @lru_cache(maxsize=4)
 def _cached_predictor(model: str | None, model_sha256: str | None = None):
-    from matchms_neims.predictor import NeimsPredictor, bundled_model_path
+    from matchms_neims.checkpoint import bundled_model_path
+    from matchms_neims.predictor import NeimsPredictor
     from matchms_neims.utils import file_sha256
 
     if model_sha256 is not None:  # (a YAML digest of digits only reads back as a number)
@@ -60,7 +61,7 @@ def predicted_spectrum_step(model: str | os.PathLike | None = None, min_relative
     min_relative_intensity
         As in :func:`add_predicted_spectrum`.
     """
-    from matchms_neims.predictor import bundled_model_path
+    from matchms_neims.checkpoint import bundled_model_path
     from matchms_neims.utils import file_sha256
 
     path = os.path.abspath(bundled_model_path() if model is None else model)
