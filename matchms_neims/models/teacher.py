@@ -259,7 +259,6 @@ class TeacherGNN(SpectrumModel):
         return self.forward_with_details(graph, ecfp, nominal_mass).ecfp_embedding
 
 
-
 def _batch_vector(graph) -> torch.Tensor:
     batch = getattr(graph, "batch", None)
     return batch if batch is not None else torch.zeros(graph.x.shape[0], dtype=torch.long, device=graph.x.device)
