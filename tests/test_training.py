@@ -93,6 +93,26 @@ def test_resume_refuses_other_data_settings_and_changed_weights(tiny_config, tmp
     assert main(resume) == 2 and "tampered or corrupted" in caplog.text
 
 
+def test_a_run_with_ema_weight_averaging_resumes_and_guards_both_weight_sets(tiny_config, tmp_path, caplog):
+    """Under EMA the checkpoint's ``state_dict`` holds the averaged weights and ``current_model_state`` the live
+    ones (Lightning's WeightAveraging). Both are digested, so the run resumes, and a change to either is refused."""
+    output = tmp_path / "ema"
+    arguments = ["train", "baseline", "--config", str(tiny_config), "--no-progress", "--set", "optim.ema_decay=0.9",
+                 "--set", f"trainer.output_dir={output}", "--set", f"export.path={output / 'model.pt'}"]
+    assert main(arguments) == 0
+    last = output / "last.ckpt"
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    record = checkpoint["matchms_neims"]
+    assert "current_model_state" in checkpoint and len(record["current_model_state_sha256"]) == 64
+    assert main([*arguments, "--resume", "--max-epochs", "3"]) == 0
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    assert checkpoint["epoch"] == 2
+    key = next(k for k, v in checkpoint["current_model_state"].items() if v.is_floating_point())
+    checkpoint["current_model_state"][key] = checkpoint["current_model_state"][key] + 1.0
+    torch.save(checkpoint, last)
+    assert main([*arguments, "--resume", "--max-epochs", "4"]) == 2 and "tampered or corrupted" in caplog.text
+
+
 def fit_refused(arguments: list[str], override: str) -> None:
     """Run the training command's handler directly, so that its exception reaches the test."""
     from matchms_neims.cli import build_parser

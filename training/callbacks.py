@@ -64,12 +64,14 @@ class RunProvenance(Callback):
     """Record in every training checkpoint what produced it, and check that record when a run resumes.
 
     Each checkpoint gets ``checkpoint["matchms_neims"]``: the package version, the model class and settings,
-    the featurizer, the fingerprint of the HDF5 cache (source file hash, cleaning, binning and split
-    settings) and a SHA-256 digest of the weights. :meth:`check` (called by :func:`training.runner.fit`
-    before it resumes) refuses a checkpoint whose weights no longer match their digest (the file was
-    changed), or whose cache fingerprint or model settings differ from this run's, with the reason; another
-    package version is logged and resumes when the weights fit. Training settings (epochs, learning rate,
-    threads, ...) may change between the run and its resumption.
+    the featurizer, the fingerprint of the HDF5 cache (source file hash, cleaning, binning and split settings)
+    and SHA-256 digests of the weights. Under EMA these are the averaged weights in ``state_dict`` and the live
+    ones in ``current_model_state``; the callback must come after the weight-averaging callback, which rewrites
+    ``state_dict``. :meth:`check` (called by :func:`training.runner.fit` before it resumes) refuses a
+    checkpoint whose weights no longer match their digests (the file was changed), or whose cache fingerprint
+    or model settings differ from this run's, with the reason; another package version is logged and resumes
+    when the weights fit. Training settings (epochs, learning rate, threads, ...) may change between the run
+    and its resumption.
 
     Parameters
     ----------
@@ -95,7 +97,14 @@ class RunProvenance(Callback):
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
         checkpoint[self.KEY] = {"code_version": matchms_neims.__version__, **self.identity,
                                 "data_fingerprint": self.data_fingerprint(trainer.datamodule),
-                                "state_dict_sha256": state_dict_digest(checkpoint["state_dict"])}
+                                **self._weight_digests(checkpoint)}
+
+    @staticmethod
+    def _weight_digests(checkpoint: dict) -> dict[str, str]:
+        """Digests of the checkpoint's weights: ``state_dict`` and, under weight averaging (EMA), the live
+        weights that Lightning's ``WeightAveraging`` moves to ``current_model_state``."""
+        return {f"{key}_sha256": state_dict_digest(checkpoint[key])
+                for key in ("state_dict", "current_model_state") if key in checkpoint}
 
     def check(self, checkpoint: dict, data_fingerprint: str | None) -> None:
         """Refuse (:class:`CheckpointMismatchError`) a checkpoint that this run cannot resume from."""
@@ -104,7 +113,8 @@ class RunProvenance(Callback):
             logger.warning("the checkpoint has no provenance record (written by an older matchms-neims): "
                            "its data and settings cannot be checked")
             return
-        if state_dict_digest(checkpoint["state_dict"]) != record["state_dict_sha256"]:
+        digests = self._weight_digests(checkpoint)
+        if any(record.get(key) != digest for key, digest in digests.items()):
             raise CheckpointMismatchError("the checkpoint's weights do not match their digest: the file was changed "
                                           "after it was written (tampered or corrupted); refusing to resume")
         if record.get("data_fingerprint") != data_fingerprint:

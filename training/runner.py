@@ -71,9 +71,9 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, config: Tr
                                         monitor=monitor, mode="max", save_last=True, save_top_k=1)
         selection = [EarlyStopping(monitor=monitor, mode="max", patience=config.optim.early_stopping_patience)]
     provenance = RunProvenance(config.model_class, config.model, dataclasses.asdict(config.featurizer))
-    callbacks = [checkpointing, *selection, EpochLogger(), provenance, EpochSeed(config.trainer.seed)]
-    if config.optim.ema_decay > 0:
-        callbacks.append(EMAWeightAveraging(decay=config.optim.ema_decay))
+    averaging = [EMAWeightAveraging(decay=config.optim.ema_decay)] if config.optim.ema_decay > 0 else []
+    # provenance comes after weight averaging: it digests the checkpoint's weights once EMA has placed them
+    callbacks = [checkpointing, *selection, EpochLogger(), *averaging, provenance, EpochSeed(config.trainer.seed)]
     trainer = L.Trainer(
         accelerator=config.trainer.accelerator, devices=config.trainer.devices, num_nodes=config.trainer.num_nodes,
         strategy=config.trainer.strategy, precision=config.trainer.resolved_precision(),
