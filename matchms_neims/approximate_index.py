@@ -68,13 +68,12 @@ from matchms_neims.search import (
     Hit,
     PeaksAboveMaxMz,
     SearchResult,
-    SpectraInput,
-    _as_matrix,
     _count_matches,
     _input_label,
     _log_above_max_mz,
     _rescored,
 )
+from matchms_neims.spectral_matrix import SpectraInput, as_spectral_matrix
 from matchms_neims.utils import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -591,7 +590,7 @@ def search_approximate(
         vector_index.check_library(index)
         if threads:
             import_faiss().omp_set_num_threads(int(threads))
-        query_matrix = _as_matrix(queries, *settings, "query")
+        query_matrix = as_spectral_matrix(queries, *settings, "query")
         query_above = PeaksAboveMaxMz.of(query_matrix)
         _log_above_max_mz(query_above, _input_label(queries, query_label, "queries"), settings[0])
         n_library = len(index)

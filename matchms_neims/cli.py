@@ -199,7 +199,8 @@ def _add_index(subparsers) -> None:
 
 def _run_index(args) -> int:
     from matchms_neims.library_index import build_index, default_index_path, is_library_index
-    from matchms_neims.search import DEFAULT_INTENSITY_POWER, DEFAULT_MAX_MZ, DEFAULT_MZ_POWER
+    from matchms_neims.spectra import NEIMS_INTENSITY_POWER, NEIMS_MZ_POWER
+    from matchms_neims.spectral_matrix import SEARCH_MAX_MZ
 
     if args.faiss is not None and is_library_index(args.library):  # an index already built: its FAISS file only
         if args.output is not None:
@@ -217,9 +218,9 @@ def _run_index(args) -> int:
     check_output_paths({"-o/--output": output, "--errors": args.errors, "--faiss-output": faiss_output},
                        {"the library": args.library})
     summary = build_index(
-        args.library, output, max_mz=DEFAULT_MAX_MZ if args.max_mz is None else args.max_mz,
-        mz_power=DEFAULT_MZ_POWER if args.mz_power is None else args.mz_power,
-        intensity_power=DEFAULT_INTENSITY_POWER if args.intensity_power is None else args.intensity_power,
+        args.library, output, max_mz=SEARCH_MAX_MZ if args.max_mz is None else args.max_mz,
+        mz_power=NEIMS_MZ_POWER if args.mz_power is None else args.mz_power,
+        intensity_power=NEIMS_INTENSITY_POWER if args.intensity_power is None else args.intensity_power,
         dtype=args.dtype, chunk_rows=args.chunk_size, errors_path=args.errors, force=args.force,
         progress=not args.quiet)
     print(summary)
@@ -331,13 +332,9 @@ def _run_search(args) -> int:
     from pathlib import Path
 
     from matchms_neims.io import iter_records, write_problems
-    from matchms_neims.search import (
-        DEFAULT_INTENSITY_POWER,
-        DEFAULT_MAX_MZ,
-        DEFAULT_MZ_POWER,
-        library_file_size,
-        search_library,
-    )
+    from matchms_neims.search import library_file_size, search_library
+    from matchms_neims.spectra import NEIMS_INTENSITY_POWER, NEIMS_MZ_POWER
+    from matchms_neims.spectral_matrix import SEARCH_MAX_MZ
 
     check_output_paths({"-o/--output": args.output, "--errors": args.errors, "--report": args.report},
                        {"the queries": args.queries, "the library": args.library})
@@ -357,9 +354,9 @@ def _run_search(args) -> int:
         else:
             result = search_library(
                 iter_records(args.queries, problems), library, top_k=args.top_k,
-                mz_power=DEFAULT_MZ_POWER if args.mz_power is None else args.mz_power,
-                intensity_power=DEFAULT_INTENSITY_POWER if args.intensity_power is None else args.intensity_power,
-                max_mz=DEFAULT_MAX_MZ if args.max_mz is None else args.max_mz,
+                mz_power=NEIMS_MZ_POWER if args.mz_power is None else args.mz_power,
+                intensity_power=NEIMS_INTENSITY_POWER if args.intensity_power is None else args.intensity_power,
+                max_mz=SEARCH_MAX_MZ if args.max_mz is None else args.max_mz,
                 library_block_size=args.library_block_size, mass_window=args.mass_window,
                 query_label=Path(args.queries).name, library_label=Path(args.library).name,
                 progress=not args.quiet,
@@ -476,10 +473,10 @@ def _search_approximate(args, library, problems: list):
 def _write_search_report(args, result) -> None:
     """``search --report``: the HTML report of the search just run (its records are read back from the files)."""
     from matchms_neims.report import write_report
-    from matchms_neims.search import DEFAULT_INTENSITY_POWER, DEFAULT_MZ_POWER
+    from matchms_neims.spectra import NEIMS_INTENSITY_POWER, NEIMS_MZ_POWER
 
-    mz_power = DEFAULT_MZ_POWER if args.mz_power is None else args.mz_power
-    intensity_power = DEFAULT_INTENSITY_POWER if args.intensity_power is None else args.intensity_power
+    mz_power = NEIMS_MZ_POWER if args.mz_power is None else args.mz_power
+    intensity_power = NEIMS_INTENSITY_POWER if args.intensity_power is None else args.intensity_power
     settings = {"queries": args.queries, "library": args.library, "top-k": args.top_k,
                 "weighting": f"m/z^{mz_power:g} \u00d7 intensity^{intensity_power:g}"}
     if args.mass_window is not None:
@@ -516,15 +513,17 @@ def _add_plot(subparsers) -> None:
 def _run_plot(args) -> int:
     from matchms_neims.plotting import mirror_plot
     from matchms_neims.report import fetch_records, find_record
-    from matchms_neims.search import DEFAULT_INTENSITY_POWER, DEFAULT_MAX_MZ, DEFAULT_MZ_POWER, search_library
+    from matchms_neims.search import search_library
     from matchms_neims.similarity import NeimsCosine
+    from matchms_neims.spectra import NEIMS_INTENSITY_POWER, NEIMS_MZ_POWER
+    from matchms_neims.spectral_matrix import SEARCH_MAX_MZ
 
     check_output_paths({"-o/--output": args.output}, {"the queries": args.queries, "the library": args.library})
     if not args.output.lower().endswith(".png"):
         raise ValueError(f"-o/--output {args.output}: the mirror plot is written as PNG; give a .png file name")
-    weights = {"mz_power": DEFAULT_MZ_POWER if args.mz_power is None else args.mz_power,
-               "intensity_power": DEFAULT_INTENSITY_POWER if args.intensity_power is None else args.intensity_power,
-               "max_mz": DEFAULT_MAX_MZ if args.max_mz is None else args.max_mz}
+    weights = {"mz_power": NEIMS_MZ_POWER if args.mz_power is None else args.mz_power,
+               "intensity_power": NEIMS_INTENSITY_POWER if args.intensity_power is None else args.intensity_power,
+               "max_mz": SEARCH_MAX_MZ if args.max_mz is None else args.max_mz}
     query_index, query = find_record(args.queries, args.query, "query")
     if args.hit is None:
         best = search_library([query], args.library, top_k=1, **weights).hits[0]

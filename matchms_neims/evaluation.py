@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from rdkit.Chem import GraphDescriptors
 
-from matchms_neims.benchmark import batch_throughput, single_molecule_latency
 from matchms_neims.chemistry import describe, inchikey_block, parse_smiles
 from matchms_neims.metrics import (
     isotope_ratio_agreement,
@@ -26,6 +25,7 @@ from matchms_neims.metrics import (
     uncertainty_calibration,
 )
 from matchms_neims.predictor import MoleculeInput, NeimsPredictor
+from matchms_neims.timing import batch_throughput, single_molecule_latency
 
 MASS_BINS = ((0, 200, "<200 Da"), (200, 300, "200-300 Da"), (300, math.inf, ">=300 Da"))
 #: Element classes of the breakdown: a molecule is in every class whose elements it has, or in "none".

@@ -491,8 +491,6 @@ def build_library(
     errors: list[tuple[str, str, str]] = []
     first_record_of: dict[str, str] = {}  # molecule key -> record written for it (skip_duplicates)
     n_input = n_written = 0
-    previous_batch_size = predictor.batch_size
-    predictor.batch_size = batch_size
     bar = tqdm(total=total, unit="mol", desc="predicting", disable=not progress, dynamic_ncols=True)
     try:
         with atomic_output(output) as handle:
@@ -504,9 +502,7 @@ def build_library(
                     yield chunk
 
             # predict_batches lets featurisation workers start on the next chunk while this one is written
-            stream = getattr(predictor, "predict_batches", None)
-            batches = stream(read_chunks()) if stream else map(predictor.predict_batch, read_chunks())
-            for batch in batches:
+            for batch in predictor.predict_batches(read_chunks(), batch_size=batch_size):
                 chunk = chunks.popleft()
                 n_input += len(chunk)
                 errors.extend(_chunk_errors(chunk, batch))
@@ -528,9 +524,7 @@ def build_library(
                         first_record_of[key] = molecule.record
                     if written is not None:
                         written.append((key, bool(info.inchikey), molecule.record, molecule.smiles))
-                    # passed only when present, so that predictor wrappers with the older signature keep working
-                    extra = {} if expert_weights is None else {"expert_weights": expert_weights}
-                    metadata = predictor.spectrum_metadata(molecule, info, uncertainty, **extra)
+                    metadata = predictor.spectrum_metadata(molecule, info, uncertainty, expert_weights)
                     parts.append(format_record(file_format, metadata, mz, intensities))
                 handle.write("".join(parts))
                 n_written += len(parts)
@@ -538,7 +532,6 @@ def build_library(
                 bar.update(len(chunk))
     finally:
         bar.close()
-        predictor.batch_size = previous_batch_size
 
     if errors_path is not None:
         errors_path = write_errors(errors, errors_path)

@@ -1,7 +1,7 @@
 """A binary, memory-mapped library index: a spectral library binned and weighted once, searched many times.
 
 ``matchms-neims index LIBRARY.msp -o LIBRARY.nidx`` (:func:`build_index`) reads an MSP/MGF library once, bins
-and weights every spectrum exactly as :class:`~matchms_neims.search.SpectralMatrix` does, and stores the
+and weights every spectrum exactly as :class:`~matchms_neims.spectral_matrix.SpectralMatrix` does, and stores the
 weighted, L2-normalised unit vectors with what hits need: name, InChIKey, SMILES and spectrum_id, nominal mass,
 the peaks above ``max_mz``, the settings (``max_mz``, ``mz_power``, ``intensity_power``) and the SHA-256 and size
 of the source file. :func:`~matchms_neims.search.search_library` and ``matchms-neims search`` accept the index
@@ -65,14 +65,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from matchms_neims.search import (
-    DEFAULT_INTENSITY_POWER,
-    DEFAULT_MAX_MZ,
-    DEFAULT_MZ_POWER,
-    SpectralMatrix,
-    iter_library_blocks,
-    library_file_size,
-)
+from matchms_neims.spectra import NEIMS_INTENSITY_POWER, NEIMS_MZ_POWER
+from matchms_neims.spectral_matrix import SEARCH_MAX_MZ, SpectralMatrix, iter_spectra_blocks, spectra_file_size
 from matchms_neims.utils import atomic_path, file_sha256
 
 logger = logging.getLogger(__name__)
@@ -214,9 +208,9 @@ def _source_state(path: Path) -> tuple[int, int]:
 def build_index(
     library: str | os.PathLike,
     output: str | os.PathLike | None = None,
-    max_mz: int = DEFAULT_MAX_MZ,
-    mz_power: float = DEFAULT_MZ_POWER,
-    intensity_power: float = DEFAULT_INTENSITY_POWER,
+    max_mz: int = SEARCH_MAX_MZ,
+    mz_power: float = NEIMS_MZ_POWER,
+    intensity_power: float = NEIMS_INTENSITY_POWER,
     dtype: str = "float32",
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     errors_path: str | os.PathLike | None = None,
@@ -288,13 +282,13 @@ def build_index(
     chunks: list[dict] = []
     n_spectra = nnz = above_peaks = above_records = 0
     max_column = -1
-    total = library_file_size(source) if progress else None
+    total = spectra_file_size(source) if progress else None
     bar = tqdm(total=total, unit="spectra", desc="indexing", disable=not progress, dynamic_ncols=True)
     try:
         with atomic_path(output) as tmp, open(tmp, "wb") as handle:
             handle.write(_HEADER.pack(MAGIC, FORMAT_VERSION))
             records = iter_records(source, problems)
-            for block in iter_library_blocks(records, chunk_rows, max_mz, mz_power, intensity_power):
+            for block in iter_spectra_blocks(records, chunk_rows, max_mz, mz_power, intensity_power):
                 if not len(block) and chunks:
                     continue
                 arrays = _encode_chunk(block, value_dtype, index_dtype)
@@ -715,8 +709,8 @@ class LibraryIndex:
                 f"given) or rebuild it: matchms-neims index {self.source.get('name', 'LIBRARY.msp')} "
                 f"--max-mz {wanted[0]} --mz-power {wanted[1]:g} --intensity-power {wanted[2]:g}")
 
-    def iter_blocks(self, block_entries: int, max_mz: int = DEFAULT_MAX_MZ, mz_power: float = DEFAULT_MZ_POWER,
-                    intensity_power: float = DEFAULT_INTENSITY_POWER, start: int = 0, stop: int | None = None,
+    def iter_blocks(self, block_entries: int, max_mz: int = SEARCH_MAX_MZ, mz_power: float = NEIMS_MZ_POWER,
+                    intensity_power: float = NEIMS_INTENSITY_POWER, start: int = 0, stop: int | None = None,
                     reuse_buffers: bool = False) -> Iterator[SpectralMatrix]:
         """Rows ``start..stop`` as consecutive :class:`SpectralMatrix` blocks of at most ``block_entries`` spectra.
 

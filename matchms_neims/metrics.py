@@ -7,28 +7,21 @@ from __future__ import annotations
 
 import numpy as np
 
-from matchms_neims.spectra import weight_spectra
+from matchms_neims.spectra import NEIMS_INTENSITY_POWER, NEIMS_MZ_POWER, weighted_unit_vectors
 
 #: Cosine weightings reported by the evaluation: (mz_power, intensity_power).
 COSINE_WEIGHTINGS = {
     "sqrt": (0.0, 0.5),  # cosine of sqrt intensities
-    "neims": (1.0, 0.5),  # NEIMS library matching: m/z^1 * I^0.5
+    "neims": (NEIMS_MZ_POWER, NEIMS_INTENSITY_POWER),  # NEIMS library matching: m/z^1 * I^0.5
     "stein": (3.0, 0.6),  # Stein & Scott (1994): m/z^3 * I^0.6
 }
-
-
-def normalized_weighted(vectors: np.ndarray, mz_power: float = 0.0, intensity_power: float = 1.0) -> np.ndarray:
-    """Weight spectra like matchms' cosine and scale each row to unit L2 norm (empty rows stay zero)."""
-    weighted = weight_spectra(vectors, mz_power, intensity_power)
-    norms = np.linalg.norm(weighted, axis=-1, keepdims=True)
-    return np.divide(weighted, norms, out=np.zeros_like(weighted), where=norms > 0)
 
 
 def paired_cosine(predicted: np.ndarray, true: np.ndarray, mz_power: float = 0.0,
                   intensity_power: float = 1.0) -> np.ndarray:
     """Cosine between row i of ``predicted`` and row i of ``true`` (matchms CosineGreedy on unit-resolution data)."""
-    a = normalized_weighted(predicted, mz_power, intensity_power)
-    b = normalized_weighted(true, mz_power, intensity_power)
+    a = weighted_unit_vectors(predicted, mz_power, intensity_power)
+    b = weighted_unit_vectors(true, mz_power, intensity_power)
     return np.sum(a * b, axis=-1)
 
 
@@ -77,7 +70,8 @@ def peak_detection(predicted: np.ndarray, true: np.ndarray, threshold: float = 0
 
 
 def library_ranks(queries: np.ndarray, query_keys: list[str], library: np.ndarray, library_keys: list[str],
-                  mz_power: float = 1.0, intensity_power: float = 0.5, block_size: int = 512,
+                  mz_power: float = NEIMS_MZ_POWER, intensity_power: float = NEIMS_INTENSITY_POWER,
+                  block_size: int = 512,
                   query_masses: np.ndarray | None = None, library_masses: np.ndarray | None = None,
                   mass_window: float | None = None) -> np.ndarray:
     """Rank of the correct molecule for each query in a library search (1 = top hit).
@@ -90,13 +84,13 @@ def library_ranks(queries: np.ndarray, query_keys: list[str], library: np.ndarra
     """
     if mass_window is not None and (query_masses is None or library_masses is None):
         raise ValueError("a mass window needs the masses of the queries and of the library entries")
-    library_normed = normalized_weighted(library, mz_power, intensity_power)
+    library_normed = weighted_unit_vectors(library, mz_power, intensity_power)
     key_index: dict[str, list[int]] = {}
     for index, key in enumerate(library_keys):
         key_index.setdefault(key, []).append(index)
     ranks = np.zeros(len(queries), dtype=np.int64)
     for start in range(0, len(queries), block_size):
-        block = normalized_weighted(queries[start : start + block_size], mz_power, intensity_power)
+        block = weighted_unit_vectors(queries[start : start + block_size], mz_power, intensity_power)
         scores = block @ library_normed.T
         for row, scores_row in enumerate(scores):
             correct = key_index.get(query_keys[start + row])

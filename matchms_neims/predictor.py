@@ -218,18 +218,26 @@ class NeimsPredictor:
         """Featurize molecules in this process; returns positions and features of the good ones and the errors."""
         return featurize_chunk(self.featurizer, molecules)
 
-    def _featurized_chunks(self, molecules: Sequence[MoleculeInput]) -> Iterator[FeaturizedChunk]:
+    def _batch_size(self, batch_size: int | None) -> int:
+        """``batch_size`` checked, or the predictor's when ``None``."""
+        if batch_size is None:
+            return self.batch_size
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        return batch_size
+
+    def _featurized_chunks(self, molecules: Sequence[MoleculeInput], batch_size: int) -> Iterator[FeaturizedChunk]:
         """:meth:`featurize` of consecutive chunks of ``batch_size`` molecules, positions counted from the start.
 
         With ``featurize_workers`` the chunks are handed to the worker processes at once (when this is
         called), and they featurize ahead of the caller.
         """
-        chunks = [molecules[start : start + self.batch_size] for start in range(0, len(molecules), self.batch_size)]
+        chunks = [molecules[start : start + batch_size] for start in range(0, len(molecules), batch_size)]
         if self.featurize_workers and len(chunks) > 1 and len(molecules) >= self.min_molecules_for_workers:
             featurized_chunks = self._featurizer_pool().imap(chunks)
         else:
             featurized_chunks = (featurize_chunk(self.featurizer, chunk) for chunk in chunks)
-        starts = range(0, len(molecules), self.batch_size)
+        starts = range(0, len(molecules), batch_size)
         return (([start + position for position in positions], featurized, errors)
                 for start, (positions, featurized, errors) in zip(starts, featurized_chunks))
 
@@ -262,7 +270,7 @@ class NeimsPredictor:
         return inputs, masses
 
     def _run_in_chunks(self, featurized: Sequence[FeaturizedMolecule], run: Callable[..., tuple[torch.Tensor, ...]],
-                       widths: Sequence[int]) -> tuple[np.ndarray, ...]:
+                       widths: Sequence[int], batch_size: int | None) -> tuple[np.ndarray, ...]:
         """``run(inputs, masses, chunk_index)`` over chunks of ``batch_size`` molecules, each output concatenated.
 
         ``widths`` gives the number of columns of each output, used to shape the outputs of an empty input.
@@ -270,8 +278,9 @@ class NeimsPredictor:
         if not featurized:
             return tuple(np.zeros((0, width), dtype=np.float32) for width in widths)
         outputs: list[list[np.ndarray]] = [[] for _ in widths]
-        for index, start in enumerate(range(0, len(featurized), self.batch_size)):
-            inputs, masses = self._model_inputs(featurized[start : start + self.batch_size])
+        batch_size = self._batch_size(batch_size)
+        for index, start in enumerate(range(0, len(featurized), batch_size)):
+            inputs, masses = self._model_inputs(featurized[start : start + batch_size])
             for parts, tensor in zip(outputs, run(inputs, masses, index)):
                 parts.append(tensor.float().cpu().numpy())
         return tuple(np.concatenate(parts) for parts in outputs)
@@ -286,27 +295,29 @@ class NeimsPredictor:
         return self.loaded.model.deterministic_outputs(*inputs, masses)
 
     @torch.inference_mode()
-    def predict_features(self, featurized: Sequence[FeaturizedMolecule]) -> np.ndarray:
-        """Run the model on featurized molecules; returns spectrum vectors with base peak 1."""
+    def predict_features(self, featurized: Sequence[FeaturizedMolecule], batch_size: int | None = None) -> np.ndarray:
+        """Run the model on featurized molecules, ``batch_size`` at a time (default: the predictor's); returns
+        spectrum vectors with base peak 1."""
         (sqrt_intensity,) = self._run_in_chunks(
-            featurized, lambda inputs, masses, _: self._forward(inputs, masses)[:1], [self.max_mz + 1])
+            featurized, lambda inputs, masses, _: self._forward(inputs, masses)[:1], [self.max_mz + 1], batch_size)
         return _to_intensities(sqrt_intensity)
 
     @torch.inference_mode()
-    def predict_features_with_expert_weights(self, featurized: Sequence[FeaturizedMolecule]
-                                             ) -> tuple[np.ndarray, np.ndarray]:
+    def predict_features_with_expert_weights(self, featurized: Sequence[FeaturizedMolecule],
+                                             batch_size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Mixture-of-experts prediction: spectrum vectors (base peak 1) and the mixing weights of the experts."""
         if not self.supports_expert_weights:
             raise ValueError(f"model {self.model_name} ({self.loaded.model_class}) is not a mixture of experts")
 
         widths = [self.max_mz + 1, self.loaded.model.n_experts]
         sqrt_intensity, weights = self._run_in_chunks(
-            featurized, lambda inputs, masses, _: self._forward(inputs, masses), widths)
+            featurized, lambda inputs, masses, _: self._forward(inputs, masses), widths, batch_size)
         return _to_intensities(sqrt_intensity), weights
 
     @torch.inference_mode()
     def predict_features_with_uncertainty(self, featurized: Sequence[FeaturizedMolecule], n_samples: int = 30,
-                                          seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                                          seed: int = 0, batch_size: int | None = None
+                                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """MC-dropout prediction: spectrum vectors (base peak 1) of the sample mean, and the sqrt-space mean and std.
 
         The same ``seed`` gives the same result for the same molecules and batch size.
@@ -317,27 +328,31 @@ class NeimsPredictor:
         def run(inputs, masses, index):
             return self.loaded.model.predict_with_uncertainty(*inputs, masses, n_samples=n_samples, seed=seed + index)
 
-        sqrt_mean, sqrt_std = self._run_in_chunks(featurized, run, [self.max_mz + 1] * 2)
+        sqrt_mean, sqrt_std = self._run_in_chunks(featurized, run, [self.max_mz + 1] * 2, batch_size)
         return _to_intensities(sqrt_mean), sqrt_mean, sqrt_std
 
-    def predict_batch(self, items: Iterable, uncertainty_samples: int | None = None) -> PredictionBatch:
+    def predict_batch(self, items: Iterable, uncertainty_samples: int | None = None, batch_size: int | None = None
+                      ) -> PredictionBatch:
         """Predict many molecules; bad records are skipped and returned as errors, never fatal.
 
         ``uncertainty_samples`` overrides the predictor's setting for this call (0: deterministic). The
-        molecules are featurized and predicted in chunks of ``batch_size``; with ``featurize_workers`` the
-        featurisation of the next chunks overlaps the model's work on the current one.
+        molecules are featurized and predicted in chunks of ``batch_size`` (default: the predictor's); with
+        ``featurize_workers`` the featurisation of the next chunks overlaps the model's work on the current one.
         """
+        batch_size = self._batch_size(batch_size)
         molecules = [as_molecule_input(item, i) for i, item in enumerate(items)]
-        return self._predict_featurized(molecules, self._featurized_chunks(molecules), uncertainty_samples)
+        return self._predict_featurized(molecules, self._featurized_chunks(molecules, batch_size), uncertainty_samples,
+                                        batch_size)
 
-    def predict_batches(self, batches: Iterable[Iterable], uncertainty_samples: int | None = None
-                        ) -> Iterator[PredictionBatch]:
+    def predict_batches(self, batches: Iterable[Iterable], uncertainty_samples: int | None = None,
+                        batch_size: int | None = None) -> Iterator[PredictionBatch]:
         """:meth:`predict_batch` of each batch, in order, for a stream of batches (e.g. the chunks of a file).
 
         With ``featurize_workers`` the next batch is handed to the workers before this one is yielded, so
         they featurize while the caller handles (writes) the current one. The results are those of
         :meth:`predict_batch` called on each batch.
         """
+        batch_size = self._batch_size(batch_size)
         pending: deque = deque()
         batches = iter(batches)
 
@@ -345,19 +360,19 @@ class NeimsPredictor:
             items = next(batches, None)
             if items is not None:
                 molecules = [as_molecule_input(item, i) for i, item in enumerate(items)]
-                pending.append((molecules, self._featurized_chunks(molecules)))
+                pending.append((molecules, self._featurized_chunks(molecules, batch_size)))
 
         start_next()
         while pending:
             if self.featurize_workers:
                 start_next()  # one batch ahead
             molecules, featurized_chunks = pending.popleft()
-            yield self._predict_featurized(molecules, featurized_chunks, uncertainty_samples)
+            yield self._predict_featurized(molecules, featurized_chunks, uncertainty_samples, batch_size)
             if not self.featurize_workers:
                 start_next()
 
     def _predict_featurized(self, molecules: list[MoleculeInput], featurized_chunks: Iterable[FeaturizedChunk],
-                            uncertainty_samples: int | None) -> PredictionBatch:
+                            uncertainty_samples: int | None, batch_size: int) -> PredictionBatch:
         """Run the model over the featurized chunks of ``molecules`` and gather the :class:`PredictionBatch`."""
         n_samples = self.uncertainty_samples if uncertainty_samples is None else uncertainty_samples
         if n_samples and not self.supports_uncertainty:
@@ -372,29 +387,30 @@ class NeimsPredictor:
                 continue
             positions.extend(chunk_positions)
             infos.extend(item.info for item in featurized)
-            for name, values in self._predict_chunk(featurized, n_samples, index).items():
+            for name, values in self._predict_chunk(featurized, n_samples, index, batch_size).items():
                 outputs.setdefault(name, []).append(values)
         for error in errors[:MAX_LOGGED_PROBLEMS]:
             logger.warning("skipped %s", error)
         if len(errors) > MAX_LOGGED_PROBLEMS:
             logger.warning("skipped %d more molecules that cannot be predicted", len(errors) - MAX_LOGGED_PROBLEMS)
         if not positions:  # shapes of an empty result, as the models give them
-            outputs = {name: [values] for name, values in self._predict_chunk([], n_samples, 0).items()}
+            outputs = {name: [values] for name, values in self._predict_chunk([], n_samples, 0, batch_size).items()}
         joined = {name: np.concatenate(parts) for name, parts in outputs.items()}
         uncertainty = uncertainty_score(joined["sqrt_mean"], joined["sqrt_std"]) if n_samples else None
         return PredictionBatch(joined["vectors"], [molecules[i] for i in positions], infos, errors, uncertainty,
                                joined.get("sqrt_mean"), joined.get("sqrt_std"), joined.get("expert_weights"))
 
-    def _predict_chunk(self, featurized: Sequence[FeaturizedMolecule], n_samples: int, index: int
+    def _predict_chunk(self, featurized: Sequence[FeaturizedMolecule], n_samples: int, index: int, batch_size: int
                        ) -> dict[str, np.ndarray]:
         """The outputs of :meth:`predict_batch` for one chunk (the ``index``-th; it seeds MC dropout)."""
         if n_samples:
-            vectors, sqrt_mean, sqrt_std = self.predict_features_with_uncertainty(featurized, n_samples, seed=index)
+            vectors, sqrt_mean, sqrt_std = self.predict_features_with_uncertainty(featurized, n_samples, seed=index,
+                                                                                  batch_size=batch_size)
             return {"vectors": vectors, "sqrt_mean": sqrt_mean, "sqrt_std": sqrt_std}
         if self.supports_expert_weights:
-            vectors, expert_weights = self.predict_features_with_expert_weights(featurized)
+            vectors, expert_weights = self.predict_features_with_expert_weights(featurized, batch_size)
             return {"vectors": vectors, "expert_weights": expert_weights}
-        return {"vectors": self.predict_features(featurized)}
+        return {"vectors": self.predict_features(featurized, batch_size)}
 
     # ------------------------------------------------------------------ public API
     def predict(self, smiles: str, min_relative_intensity: float = 0.001) -> dict[str, np.ndarray]:
@@ -503,16 +519,10 @@ class NeimsPredictor:
         """
         if on_error not in ("skip", "raise"):
             raise ValueError("on_error must be 'skip' or 'raise'")
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = self._batch_size(batch_size)
         if isinstance(smiles_or_records, (str, bytes, Spectrum)):  # one molecule, not an iterable of characters
             smiles_or_records = [smiles_or_records]
-        previous_batch_size = self.batch_size
-        self.batch_size = batch_size or self.batch_size
-        try:
-            batch = self.predict_batch(smiles_or_records)
-        finally:
-            self.batch_size = previous_batch_size
+        batch = self.predict_batch(smiles_or_records, batch_size=batch_size)
         self.last_errors = batch.errors
         if batch.errors and on_error == "raise":
             raise batch.errors[0]

@@ -197,7 +197,7 @@ def find_record(path: str | os.PathLike, selector: str, role: str = "library") -
     ValueError
         When no record matches (the message names the file, the selector and how many records it holds).
     """
-    from matchms_neims.search import _row_metadata
+    from matchms_neims.spectral_matrix import row_metadata
 
     text = str(selector).strip()
     kind, separator, value = text.partition(":")
@@ -220,7 +220,7 @@ def find_record(path: str | os.PathLike, selector: str, role: str = "library") -
     count = 0
     for count, record in enumerate(iter_records(path), start=1):
         index = count - 1
-        meta = _row_metadata(record.metadata)
+        meta = row_metadata(record.metadata)
         if "id" in kinds and meta["spectrum_id"] and meta["spectrum_id"] == value:
             return index, record
         if "name" in kinds and by_name is None and meta["name"].casefold() == value.casefold():
@@ -241,9 +241,9 @@ def find_record(path: str | os.PathLike, selector: str, role: str = "library") -
 
 def _check_identity(record: SpectrumRecord, expected: dict, role: str, index: int, source: ReportSpectra) -> None:
     """Refuse a record read back whose name, InChIKey or spectrum_id differs from what the search reported."""
-    from matchms_neims.search import _row_metadata
+    from matchms_neims.spectral_matrix import row_metadata
 
-    found = _row_metadata(record.metadata)
+    found = row_metadata(record.metadata)
     for key in ("name", "inchikey", "spectrum_id"):
         if key in expected and found[key] != expected[key]:
             raise ValueError(f"{role} record {index} of {_source_name(source)} has {key} {found[key]!r} but the search "
@@ -417,13 +417,13 @@ def write_report(
     ValueError
         When a hit's or query's record cannot be read back or differs from what the search reported.
     """
-    from matchms_neims.search import DEFAULT_MAX_MZ
+    from matchms_neims.spectral_matrix import SEARCH_MAX_MZ
 
     if pictured_hits < 0:
         raise ValueError(f"pictured_hits must be 0 or more, got {pictured_hits}")
     if max_queries is not None and max_queries < 0:
         raise ValueError(f"max_queries must be 0 or more (or None for all), got {max_queries}")
-    max_mz = DEFAULT_MAX_MZ if max_mz is None else int(max_mz)
+    max_mz = SEARCH_MAX_MZ if max_mz is None else int(max_mz)
     started = time.perf_counter()
     n_total = len(result.hits)
     n_shown = n_total if max_queries is None else min(max_queries, n_total)

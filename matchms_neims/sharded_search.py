@@ -35,11 +35,11 @@ from matchms_neims.search import (
     Hit,
     PeaksAboveMaxMz,
     SearchResult,
-    SpectralMatrix,
     merge_search_results,
     search_library,
 )
 from matchms_neims.sharded import open_shard_dir
+from matchms_neims.spectral_matrix import SpectralMatrix
 from matchms_neims.utils import atomic_output, available_cores, file_sha256
 
 logger = logging.getLogger(__name__)

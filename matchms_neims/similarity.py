@@ -20,7 +20,8 @@ from matchms import Spectrum
 from matchms.similarity.BaseSimilarity import BaseSimilarity
 
 from matchms_neims.io import SpectrumRecord
-from matchms_neims.search import DEFAULT_INTENSITY_POWER, DEFAULT_MAX_MZ, DEFAULT_MZ_POWER, SpectralMatrix
+from matchms_neims.spectra import NEIMS_INTENSITY_POWER, NEIMS_MZ_POWER
+from matchms_neims.spectral_matrix import SEARCH_MAX_MZ, SpectralMatrix
 
 
 class NeimsCosine(BaseSimilarity):
@@ -37,8 +38,8 @@ class NeimsCosine(BaseSimilarity):
     is_commutative = True
     score_datatype = [("score", np.float64), ("matches", np.int64)]
 
-    def __init__(self, mz_power: float = DEFAULT_MZ_POWER, intensity_power: float = DEFAULT_INTENSITY_POWER,
-                 max_mz: int = DEFAULT_MAX_MZ):
+    def __init__(self, mz_power: float = NEIMS_MZ_POWER, intensity_power: float = NEIMS_INTENSITY_POWER,
+                 max_mz: int = SEARCH_MAX_MZ):
         self.mz_power = float(mz_power)
         self.intensity_power = float(intensity_power)
         self.max_mz = int(max_mz)

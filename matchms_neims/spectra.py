@@ -1,7 +1,10 @@
-"""Unit-resolution spectra: binning, normalisation and conversion between vectors and matchms spectra.
+"""Unit-resolution spectra: the one spectral kernel of the package.
 
-Inside this package a spectrum is a float vector of length ``max_mz + 1`` whose index is the
-nominal m/z and whose base peak is 1.0. Files use base peak 999.
+Inside this package a spectrum is a float vector of length ``max_mz + 1`` whose index is the nominal m/z and whose
+base peak is 1.0; files use base peak 999. This module bins peak lists to such vectors (:func:`bin_peak_lists`),
+weights and L2-normalises them for the cosine (:func:`weighted_unit_vectors`: the dot product of two rows is the
+score) and converts between vectors and matchms spectra. The search (:mod:`matchms_neims.spectral_matrix`), the
+metrics, the evaluation and training validation all score through it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,11 @@ from matchms import Spectrum
 
 from matchms_neims.utils import quiet_matchms
 
-DEFAULT_MAX_MZ = 500
+#: Highest nominal m/z of a spectrum vector unless told otherwise: the models predict m/z 0..500.
+VECTOR_MAX_MZ = 500
+#: The NEIMS library-matching weighting ``mz**1 * intensity**0.5`` (Wei et al. 2019): the search's default.
+NEIMS_MZ_POWER = 1.0
+NEIMS_INTENSITY_POWER = 0.5
 
 
 def normalize_base_peak(vectors: np.ndarray) -> np.ndarray:
@@ -76,7 +83,7 @@ def bin_peak_lists(mz_lists: Sequence[np.ndarray], intensity_lists: Sequence[np.
     return normalize_base_peak(vectors), above_max_mz
 
 
-def bin_spectrum(mz: np.ndarray, intensities: np.ndarray, max_mz: int = DEFAULT_MAX_MZ) -> np.ndarray:
+def bin_spectrum(mz: np.ndarray, intensities: np.ndarray, max_mz: int = VECTOR_MAX_MZ) -> np.ndarray:
     """Bin one spectrum's peaks to nominal m/z 0..max_mz, base peak 1 (:func:`bin_peak_lists`).
 
     Returns
@@ -114,21 +121,42 @@ def vector_to_spectrum(vector: np.ndarray, metadata: dict | None = None,
         return Spectrum(mz=mz, intensities=intensities, metadata=dict(metadata or {}), metadata_harmonization=True)
 
 
-def spectrum_to_vector(spectrum: Spectrum, max_mz: int = DEFAULT_MAX_MZ) -> np.ndarray:
+def spectrum_to_vector(spectrum: Spectrum, max_mz: int = VECTOR_MAX_MZ) -> np.ndarray:
     """Bin a :class:`matchms.Spectrum` to a unit-resolution vector (see :func:`bin_spectrum`)."""
     return bin_spectrum(spectrum.peaks.mz, spectrum.peaks.intensities, max_mz)
 
 
-def weight_spectra(vectors: np.ndarray, mz_power: float = 0.0, intensity_power: float = 1.0) -> np.ndarray:
-    """Apply the matchms cosine weighting ``mz**mz_power * intensity**intensity_power`` to spectrum vectors.
+def weighted_unit_vectors(vectors: np.ndarray, mz_power: float = 0.0, intensity_power: float = 1.0) -> np.ndarray:
+    """Weight spectrum vectors as matchms's cosine does and scale each to unit L2 norm: the cosine kernel.
 
-    Works on one vector or a stack of vectors (last axis = m/z).
+    Each positive bin becomes ``mz**mz_power * intensity**intensity_power`` (bins of zero, negative or NaN
+    intensity weigh 0; m/z is the index on the last axis), then each vector is divided by its L2 norm, so the dot
+    product of two results is their cosine score (``CosineGreedy(tolerance=0.5)`` on unit-resolution spectra).
+    Vectors without weight (no peaks, or only m/z 0 with ``mz_power > 0``) stay zero. Computed in float64.
+
+    Parameters
+    ----------
+    vectors
+        One vector or a stack of them (last axis = nominal m/z).
+    mz_power, intensity_power
+        The weighting; :data:`NEIMS_MZ_POWER` and :data:`NEIMS_INTENSITY_POWER` for NEIMS library matching.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 array of the shape of ``vectors``.
     """
-    vectors = np.asarray(vectors, dtype=np.float32)
-    positive = np.clip(vectors, 0, None)
-    weighted = np.power(positive, intensity_power, dtype=np.float32) if intensity_power != 1 else positive
-    weighted = np.where(vectors > 0, weighted, 0).astype(np.float32)
-    if mz_power:
-        mz = np.arange(vectors.shape[-1], dtype=np.float32)
-        weighted = weighted * np.power(mz, mz_power, dtype=np.float32)
-    return weighted
+    vectors = np.asarray(vectors)
+    shape = vectors.shape
+    dense = np.array(vectors, dtype=np.float64).reshape(-1, shape[-1] if shape else 1)
+    with np.errstate(invalid="ignore"):
+        occupied_rows, occupied_cols = np.nonzero(dense > 0)
+    values = dense[occupied_rows, occupied_cols]
+    if intensity_power != 1.0:
+        values = np.power(values, intensity_power)
+    values = values * np.power(np.arange(dense.shape[1], dtype=np.float64), float(mz_power))[occupied_cols]
+    dense[:] = 0.0  # weight only the occupied bins (0**0 would be 1 otherwise)
+    dense[occupied_rows, occupied_cols] = values
+    norms = np.sqrt(np.einsum("ij,ij->i", dense, dense))
+    dense /= np.where(norms > 0, norms, 1.0)[:, None]
+    return dense.astype(np.float32).reshape(shape)

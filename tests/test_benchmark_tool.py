@@ -7,14 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from matchms_neims.benchmark import (
-    BenchmarkCase,
-    batch_throughput,
-    latency_summary,
-    run_case,
-    single_molecule_latency,
-)
+from matchms_neims.benchmark import BenchmarkCase, run_case
 from matchms_neims.cli import main
+from matchms_neims.timing import batch_throughput, latency_summary, single_molecule_latency
 
 SMILES = ["CCO", "c1ccccc1O", "CC(=O)OC", "CCCCCCN", "not a smiles", "ClC(Cl)Cl", "CC(C)CC(=O)O", "c1ccncc1"]
 

@@ -315,8 +315,11 @@ def test_input_is_consumed_chunk_by_chunk(tmp_path, tiny_predictor):
             self.seen.append(len(consumed))
             return self.inner.predict_batch(items)
 
-        def spectrum_metadata(self, molecule, info, uncertainty=None):
-            return self.inner.spectrum_metadata(molecule, info, uncertainty)
+        def predict_batches(self, batches, batch_size=None):
+            return (self.predict_batch(items) for items in batches)
+
+        def spectrum_metadata(self, molecule, info, uncertainty=None, expert_weights=None):
+            return self.inner.spectrum_metadata(molecule, info, uncertainty, expert_weights)
 
     watching = Watching(tiny_predictor)
     summary = build_library(molecules(), tmp_path / "lib.msp", predictor=watching, chunk_size=3, progress=False)
@@ -341,8 +344,11 @@ class _FailingPredictor:
             raise self.error("boom")
         return self.inner.predict_batch(items)
 
-    def spectrum_metadata(self, molecule, info, uncertainty=None):
-        return self.inner.spectrum_metadata(molecule, info, uncertainty)
+    def predict_batches(self, batches, batch_size=None):
+        return (self.predict_batch(items) for items in batches)
+
+    def spectrum_metadata(self, molecule, info, uncertainty=None, expert_weights=None):
+        return self.inner.spectrum_metadata(molecule, info, uncertainty, expert_weights)
 
 
 @pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt])

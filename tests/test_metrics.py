@@ -14,7 +14,6 @@ from matchms_neims.metrics import (
     intensity_errors,
     isotope_ratio_agreement,
     library_ranks,
-    normalized_weighted,
     paired_cosine,
     peak_detection,
     recall_at_k,
@@ -22,6 +21,7 @@ from matchms_neims.metrics import (
     summarize,
     top_k_peak_recall,
 )
+from matchms_neims.spectra import weighted_unit_vectors
 
 
 def vector(peaks: dict[int, float], n_bins: int = 101, dtype=np.float64) -> np.ndarray:
@@ -85,9 +85,9 @@ def test_paired_cosine_hand_examples():
     np.testing.assert_allclose(paired_cosine(c, d, 0.0, 0.5), [1 / 1.25], atol=1e-7)
 
 
-def test_normalized_weighted_unit_rows_and_empty_rows_stay_zero():
+def test_weighted_unit_vectors_unit_rows_and_empty_rows_stay_zero():
     vectors = stack({10: 1.0, 20: 0.5}, {}, n_bins=30)
-    normed = normalized_weighted(vectors, 1.0, 0.5)
+    normed = weighted_unit_vectors(vectors, 1.0, 0.5)
     assert np.linalg.norm(normed[0]) == pytest.approx(1.0, abs=1e-6)
     assert not normed[1].any()
     # weighting 10 * 1 and 20 * sqrt(0.5)
