@@ -171,7 +171,7 @@ def machine_description() -> dict:
 
 def read_benchmark_smiles(path: str | os.PathLike, n_molecules: int) -> list[str]:
     """The first ``n_molecules`` SMILES of a molecule file (any format :func:`read_molecules` reads)."""
-    from matchms_neims.library import read_molecules
+    from matchms_neims.io import read_molecules
 
     smiles = [molecule.smiles for molecule in islice(read_molecules(path), n_molecules) if molecule.smiles]
     if not smiles:

@@ -16,6 +16,7 @@ import numpy as np
 from rdkit.Chem import GraphDescriptors
 
 from matchms_neims.chemistry import describe, inchikey_block, parse_smiles
+from matchms_neims.io import MoleculeInput
 from matchms_neims.metrics import (
     isotope_ratio_agreement,
     library_ranks,
@@ -24,7 +25,7 @@ from matchms_neims.metrics import (
     summarize,
     uncertainty_calibration,
 )
-from matchms_neims.predictor import MoleculeInput, NeimsPredictor
+from matchms_neims.predictor import NeimsPredictor
 from matchms_neims.timing import batch_throughput, single_molecule_latency
 
 MASS_BINS = ((0, 200, "<200 Da"), (200, 300, "200-300 Da"), (300, math.inf, ">=300 Da"))

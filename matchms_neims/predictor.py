@@ -18,7 +18,7 @@ from matchms_neims.checkpoint import LoadedModel, bundled_model_path, load_model
 from matchms_neims.chemistry import MoleculeError, MoleculeInfo, parse_smiles
 from matchms_neims.featurize import FeaturizedMolecule
 from matchms_neims.featurize_pool import FeaturizedChunk, FeaturizerPool, featurize_chunk
-from matchms_neims.io import MAX_LOGGED_PROBLEMS
+from matchms_neims.io import MAX_LOGGED_PROBLEMS, MoleculeInput, as_molecule_input
 from matchms_neims.metrics import uncertainty_score
 from matchms_neims.spectra import normalize_base_peak, vector_to_peaks
 from matchms_neims.subformulae import formula_counts
@@ -26,59 +26,6 @@ from matchms_neims.subformulae import formula_counts
 logger = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
-
-
-@dataclass
-class MoleculeInput:
-    """A molecule to predict: SMILES plus the name and id used in outputs and error messages.
-
-    ``problem``, when set, is why the reader could not read the record (e.g. NUL bytes in an MSP record): the
-    molecule is then not predicted but listed with that reason, so that no input record disappears unreported.
-    """
-
-    smiles: str
-    name: str = ""
-    record: str = ""
-    problem: str = ""
-
-
-def as_molecule_input(item, position: int) -> MoleculeInput:
-    """Accept a SMILES string (or UTF-8 bytes), ``(smiles, name)``, a dict with ``smiles``, or a matchms Spectrum.
-
-    Anything else (``None``, a pandas missing value, a number) becomes an input whose ``problem`` says why, so
-    that one bad item is listed as skipped and the rest of the batch is predicted.
-    """
-    if isinstance(item, MoleculeInput):
-        return item
-    record = f"record {position + 1}"
-    if isinstance(item, str):
-        return MoleculeInput(item, "", record)
-    if isinstance(item, (bytes, bytearray)):
-        try:
-            return MoleculeInput(bytes(item).decode("utf-8"), "", record)
-        except UnicodeDecodeError:
-            return MoleculeInput("", "", record, problem="SMILES bytes are not UTF-8 text")
-    if isinstance(item, Spectrum):
-        name = str(item.get("compound_name") or "")
-        label = str(item.get("spectrum_id") or name or record)
-        return MoleculeInput(str(item.get("smiles") or ""), name, label)
-    if isinstance(item, dict):
-        name = str(item.get("compound_name") or item.get("name") or "")
-        smiles = item.get("smiles")
-        return MoleculeInput(smiles if isinstance(smiles, str) else "", name, str(item.get("record") or name or record))
-    if isinstance(item, (tuple, list)) and item:
-        name = str(item[1]) if len(item) > 1 and isinstance(item[1], str) else ""
-        smiles = item[0].decode("utf-8", "replace") if isinstance(item[0], bytes) else item[0]
-        if not isinstance(smiles, str):
-            return MoleculeInput("", name, name or record, problem=_not_a_smiles(smiles))
-        return MoleculeInput(smiles, name, name or record)
-    return MoleculeInput("", "", record, problem=_not_a_smiles(item))
-
-
-def _not_a_smiles(item) -> str:
-    if item is None or (isinstance(item, float) and item != item):  # None, NaN (a pandas missing value)
-        return f"no SMILES given ({item!r})"
-    return f"cannot read a molecule from {type(item).__name__} {str(item)[:40]!r}"
 
 
 @dataclass

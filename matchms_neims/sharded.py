@@ -28,7 +28,8 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader, IterableDataset
 
-from matchms_neims.library import LibrarySummary, build_library, duplicate_reason, read_molecules, write_errors
+from matchms_neims.io import read_molecules
+from matchms_neims.library import LibrarySummary, build_library, duplicate_reason, write_errors
 from matchms_neims.predictor import NeimsPredictor
 from matchms_neims.utils import atomic_output, file_sha256
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from matchms_neims.predictor import MoleculeInput
+from matchms_neims.io import MoleculeInput
 
 
 def latency_summary(milliseconds: Sequence[float]) -> dict[str, float]:

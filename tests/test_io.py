@@ -141,8 +141,9 @@ def test_write_is_atomic_on_error(tmp_path):
 
 def test_a_never_ending_record_is_skipped_without_keeping_its_peaks(tmp_path, monkeypatch):
     import matchms_neims.io as io_module
+    import matchms_neims.io.record_reading
 
-    monkeypatch.setattr(io_module, "MAX_PEAKS_PER_RECORD", 1000)
+    monkeypatch.setattr(matchms_neims.io.record_reading, "MAX_PEAKS_PER_RECORD", 1000)
     peaks = "".join(f"{i % 500 + 1} {i % 999 + 1}\n" for i in range(5000))
     path = tmp_path / "runaway.msp"
     path.write_text(f"Name: fine\nNum Peaks: 1\n41 999\n\nName: runaway\n{peaks}\nName: after\nNum Peaks: 1\n"

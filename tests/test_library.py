@@ -421,9 +421,9 @@ def test_molecule_files_of_other_encodings_are_read(tmp_path, encoding):
 def test_a_giant_smi_line_is_listed_without_being_read_into_memory(tmp_path, monkeypatch):
     import tracemalloc
 
-    import matchms_neims.library as library_module
+    import matchms_neims.io.molecule_reader as molecule_reader
 
-    monkeypatch.setattr(library_module, "MAX_LINE_LENGTH", 10_000)
+    monkeypatch.setattr(molecule_reader, "MAX_LINE_LENGTH", 10_000)
     path = tmp_path / "giant.smi"
     with path.open("w") as handle:
         handle.write("CCO ethanol\n")

@@ -10,8 +10,7 @@ import numpy as np
 
 from matchms_neims.cleaning import clean_spectra
 from matchms_neims.evaluation import SpectraSet, evaluate_model, format_report, report_to_json, spectra_set_from_spectra
-from matchms_neims.io import load_spectra
-from matchms_neims.library import read_molecules
+from matchms_neims.io import load_spectra, read_molecules
 from matchms_neims.predictor import NeimsPredictor
 from matchms_neims.utils import atomic_output
 from training.config import TrainConfig

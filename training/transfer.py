@@ -27,7 +27,7 @@ from torch.utils.data import Dataset
 
 from matchms_neims.chemistry import MoleculeError, inchikey_block, parse_smiles
 from matchms_neims.featurize import Featurizer, compact_features, expand_features
-from matchms_neims.library import read_molecules
+from matchms_neims.io import read_molecules
 from training.config import TrainConfig
 from training.data import CacheMetadata, build_cache, file_sha256, teacher_item
 from training.soft_labels import (

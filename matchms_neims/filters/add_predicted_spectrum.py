@@ -115,7 +115,7 @@ def add_predicted_spectrum(spectrum_in: Spectrum | None, predictor=None, min_rel
         return None
     if predictor is None or isinstance(predictor, (str, os.PathLike)):
         predictor = _cached_predictor(None if predictor is None else str(predictor), model_sha256)
-    from matchms_neims.predictor import as_molecule_input
+    from matchms_neims.io import as_molecule_input
 
     molecule = as_molecule_input(spectrum_in, 0)
     molecule.record = record_label(spectrum_in)
