@@ -151,6 +151,29 @@ def test_resumed_training_ends_where_an_uninterrupted_run_ends(tiny_config, tmp_
         assert torch.equal(tensor, resumed["state_dict"][key]), key
 
 
+def test_an_interrupted_refit_resumes_from_its_last_epoch(tiny_config, tmp_path):
+    """A refit (no validation, no best checkpoint) still writes last.ckpt after every epoch, so that a refit killed
+    midway continues with ``--resume`` instead of starting again."""
+    output = tmp_path / "selection"
+    arguments = ["train", "baseline", "--config", str(tiny_config), "--no-progress", "--refit", "--refit-epochs", "3",
+                 "--set", f"trainer.output_dir={output}", "--set", f"export.path={output / 'model.pt'}",
+                 "--set", "trainer.torch_threads=1"]
+    last = tmp_path / "selection_refit" / "last.ckpt"
+    process = subprocess.Popen([sys.executable, "-m", "matchms_neims.cli", *arguments],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while process.poll() is None and not last.exists():
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)  # as soon as the first checkpoint is there
+    finally:
+        process.wait()
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] < 2  # written before the end
+    assert main([*arguments, "--resume"]) == 0
+    assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 2
+    assert sorted(path.name for path in last.parent.glob("*.ckpt")) == ["last.ckpt"]
+    assert NeimsPredictor(str(tmp_path / "selection_refit" / "model.pt")).predict("CCO")["mz"].size > 0
+
+
 def test_in_batch_retrieval_loss_rewards_the_right_molecule_and_ignores_duplicates():
     from training.losses import in_batch_retrieval_loss
 

@@ -64,7 +64,9 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, config: Tr
     output_dir = Path(config.trainer.output_dir)
     refit = config.data.split_method == "all"
     if refit:
-        checkpointing = ModelCheckpoint(dirpath=output_dir, save_last=True, save_top_k=0)
+        # the latest epoch kept as last.ckpt, so that an interrupted refit resumes (with save_top_k=0 Lightning
+        # writes last.ckpt only at the end: it saves a last checkpoint only beside a top-k one)
+        checkpointing = ModelCheckpoint(dirpath=output_dir, filename="last", save_top_k=1, enable_version_counter=False)
         selection = []
     else:
         checkpointing = ModelCheckpoint(dirpath=output_dir, filename="best-{epoch:03d}-{" + monitor + ":.4f}",
