@@ -28,6 +28,13 @@ logger = logging.getLogger(__name__)
 BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
+def _check_batch_size(batch_size) -> int:
+    """``batch_size`` when it is a positive integer (ValueError otherwise): the predictor's and each call's."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    return batch_size
+
+
 @dataclass
 class PredictionBatch:
     """Predicted spectrum vectors (base peak 1) of the molecules that could be predicted.
@@ -105,8 +112,7 @@ class NeimsPredictor:
     def __init__(self, model: str | os.PathLike | LoadedModel | None = None, device: str = "cpu",
                  batch_size: int = 256, uncertainty_samples: int = 0, backend: str = "torch", threads: int = 0,
                  featurize_workers: int = 0):
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        _check_batch_size(batch_size)
         if isinstance(model, LoadedModel):
             self.loaded = model
             self.model_path = None
@@ -167,11 +173,7 @@ class NeimsPredictor:
 
     def _batch_size(self, batch_size: int | None) -> int:
         """``batch_size`` checked, or the predictor's when ``None``."""
-        if batch_size is None:
-            return self.batch_size
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-        return batch_size
+        return self.batch_size if batch_size is None else _check_batch_size(batch_size)
 
     def _featurized_chunks(self, molecules: Sequence[MoleculeInput], batch_size: int) -> Iterator[FeaturizedChunk]:
         """:meth:`featurize` of consecutive chunks of ``batch_size`` molecules, positions counted from the start.

@@ -121,6 +121,18 @@ def fit_refused(arguments: list[str], override: str) -> None:
     args.handler(args)
 
 
+def _kill_at_first_checkpoint(arguments: list[str], last: Path) -> None:
+    """Run the CLI with ``arguments`` in a subprocess and SIGKILL it as soon as ``last`` (its checkpoint) exists."""
+    process = subprocess.Popen([sys.executable, "-m", "matchms_neims.cli", *arguments],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while process.poll() is None and not last.exists():
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait()
+
+
 def test_resumed_training_ends_where_an_uninterrupted_run_ends(tiny_config, tmp_path):
     """Same seed: a run killed after its first epoch and resumed ends with bit-identical weights to a straight run."""
     def arguments(name: str) -> list[str]:
@@ -134,14 +146,7 @@ def test_resumed_training_ends_where_an_uninterrupted_run_ends(tiny_config, tmp_
     straight = torch.load(tmp_path / "straight" / "last.ckpt", map_location="cpu", weights_only=True)
 
     last = tmp_path / "killed" / "last.ckpt"
-    process = subprocess.Popen([sys.executable, "-m", "matchms_neims.cli", *arguments("killed")],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while process.poll() is None and not last.exists():
-            time.sleep(0.01)
-        process.send_signal(signal.SIGKILL)  # as soon as the first checkpoint is there
-    finally:
-        process.wait()
+    _kill_at_first_checkpoint(arguments("killed"), last)
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] < 2  # it was interrupted
     assert main([*arguments("killed"), "--resume"]) == 0
     resumed = torch.load(last, map_location="cpu", weights_only=True)
@@ -159,14 +164,7 @@ def test_an_interrupted_refit_resumes_from_its_last_epoch(tiny_config, tmp_path)
                  "--set", f"trainer.output_dir={output}", "--set", f"export.path={output / 'model.pt'}",
                  "--set", "trainer.torch_threads=1"]
     last = tmp_path / "selection_refit" / "last.ckpt"
-    process = subprocess.Popen([sys.executable, "-m", "matchms_neims.cli", *arguments],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        while process.poll() is None and not last.exists():
-            time.sleep(0.01)
-        process.send_signal(signal.SIGKILL)  # as soon as the first checkpoint is there
-    finally:
-        process.wait()
+    _kill_at_first_checkpoint(arguments, last)
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] < 2  # written before the end
     assert main([*arguments, "--resume"]) == 0
     assert torch.load(last, map_location="cpu", weights_only=True)["epoch"] == 2
