@@ -10,6 +10,8 @@ from rdkit import Chem, RDLogger
 from rdkit.Chem import rdMolDescriptors
 from rdkit.Chem.MolStandardize import rdMolStandardize
 
+from matchms_neims.problems import RecordProblem
+
 RDLogger.DisableLog("rdApp.*")
 
 _PERIODIC_TABLE = Chem.GetPeriodicTable()
@@ -48,8 +50,19 @@ class MoleculeError(ValueError):
         self.reason = reason
         super().__init__(f"{record}: {reason}")
 
-    def __reduce__(self):  # picklable with its two arguments (errors come back from featurisation workers)
+    def __reduce__(self):  # picklable with its two arguments
         return type(self), (self.record, self.reason)
+
+    def problem(self, smiles: str = "") -> RecordProblem:
+        """This error as the :class:`~matchms_neims.problems.RecordProblem` of a skipped molecule."""
+        return molecule_problem(self.record, self.reason, smiles)
+
+
+def molecule_problem(record: str, reason: str, smiles: str = "") -> RecordProblem:
+    """The :class:`~matchms_neims.problems.RecordProblem` of a skipped molecule; a SMILES longer than
+    :data:`MAX_SMILES_LENGTH` is kept shortened (with its length), so that one 200 MB line does not become a 200 MB
+    error list."""
+    return RecordProblem(record, reason, smiles=shortened(smiles, MAX_SMILES_LENGTH))
 
 
 @dataclass(frozen=True)

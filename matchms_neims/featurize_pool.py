@@ -22,29 +22,31 @@ from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 
-from matchms_neims.chemistry import MoleculeError
+from matchms_neims.chemistry import MoleculeError, molecule_problem
 from matchms_neims.featurize import FeaturizedMolecule, Featurizer, compact_features, expand_features
+from matchms_neims.problems import RecordProblem
 
 logger = logging.getLogger(__name__)
 
-#: ``(positions in the chunk, featurized molecules, errors)`` of one chunk.
-FeaturizedChunk = tuple[list[int], list[FeaturizedMolecule], list[MoleculeError]]
+#: ``(positions in the chunk, featurized molecules, problems of the others)`` of one chunk.
+FeaturizedChunk = tuple[list[int], list[FeaturizedMolecule], list[RecordProblem]]
 
 
 def featurize_chunk(featurizer: Featurizer, molecules: Sequence) -> FeaturizedChunk:
     """Featurize ``molecules`` (objects with ``smiles`` and ``record``, and optionally ``problem``: why the reader
-    could not read the record); bad ones become errors, never fatal."""
+    could not read the record); bad ones become :class:`~matchms_neims.problems.RecordProblem` with their SMILES,
+    never fatal."""
     positions, featurized, errors = [], [], []
     for position, molecule in enumerate(molecules):
         problem = getattr(molecule, "problem", "")
         if problem:
-            errors.append(MoleculeError(molecule.record, problem))
+            errors.append(molecule_problem(molecule.record, problem, molecule.smiles))
             continue
         try:
             featurized.append(featurizer(molecule.smiles, molecule.record))
             positions.append(position)
         except MoleculeError as error:
-            errors.append(error)
+            errors.append(error.problem(molecule.smiles))
     return positions, featurized, errors
 
 
@@ -96,7 +98,7 @@ def _expanded(features, size: int):
     return expand_features(features, size) if features.dtype == np.int32 else features
 
 
-def _featurize_in_worker(molecules: list[tuple[str, str, str]]) -> tuple[list[int], list, list[MoleculeError]]:
+def _featurize_in_worker(molecules: list[tuple[str, str, str]]) -> tuple[list[int], list, list[RecordProblem]]:
     """A chunk of ``(smiles, record, problem)`` featurized in a worker, with fingerprints sent as compact entries."""
     inputs = [_Molecule(smiles, record, problem) for smiles, record, problem in molecules]
     positions, featurized, errors = featurize_chunk(_worker_featurizer, inputs)

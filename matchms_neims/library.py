@@ -12,7 +12,6 @@ any previous file at the output path untouched and no partial file behind.
 
 from __future__ import annotations
 
-import csv
 import logging
 import os
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from matchms_neims.chemistry import MAX_SMILES_LENGTH, shortened
+from matchms_neims.chemistry import molecule_problem
 from matchms_neims.io import (
     MoleculeFileError,
     MoleculeInput,
@@ -37,6 +36,7 @@ from matchms_neims.io import (
     read_molecules,
 )
 from matchms_neims.predictor import NeimsPredictor
+from matchms_neims.problems import MOLECULE_COLUMNS, RecordProblem, write_problems
 from matchms_neims.spectra import vector_to_peaks
 from matchms_neims.utils import atomic_output
 
@@ -68,7 +68,8 @@ class LibrarySummary:
     elapsed
         Wall-clock seconds.
     errors
-        ``(record, smiles, reason)`` of every skipped molecule, chunk by chunk in input order.
+        The :class:`~matchms_neims.problems.RecordProblem` (record, SMILES, reason) of every skipped molecule,
+        chunk by chunk in input order.
     file_format
         ``"msp"`` or ``"mgf"``.
     """
@@ -79,7 +80,7 @@ class LibrarySummary:
     output: Path
     errors_path: Path | None = None
     elapsed: float = 0.0
-    errors: list[tuple[str, str, str]] = field(default_factory=list)
+    errors: list[RecordProblem] = field(default_factory=list)
     file_format: str = "msp"
 
     def __str__(self) -> str:
@@ -87,7 +88,7 @@ class LibrarySummary:
         text = (f"Predicted {self.n_written:,} of {self.n_input:,} molecules in {self.elapsed:.1f} s "
                 f"({rate:,.0f} mol/s); library written to {self.output} ({self.file_format.upper()}).")
         if self.n_failed:
-            shown = "; ".join(f"{record}: {reason}" for record, _, reason in self.errors[:3])
+            shown = "; ".join(str(problem) for problem in self.errors[:3])
             text += f" Skipped {self.n_failed:,} molecule{'s' if self.n_failed != 1 else ''}: {shown}"
             if self.n_failed > 3:
                 text += f"; and {self.n_failed - 3:,} more"
@@ -120,36 +121,9 @@ def _chunks(items: Iterator[MoleculeInput], size: int) -> Iterator[list[Molecule
         yield chunk
 
 
-def _chunk_errors(chunk: list[MoleculeInput], batch) -> list[tuple[str, str, str]]:
-    """``(record, smiles, reason)`` of the molecules of ``chunk`` that the predictor rejected."""
-    if not batch.errors:
-        return []
-    predicted = {id(molecule) for molecule in batch.molecules}
-    failed = [molecule for molecule in chunk if id(molecule) not in predicted]
-    if len(failed) == len(batch.errors):
-        return [(error.record, molecule.smiles, error.reason) for error, molecule in zip(batch.errors, failed)]
-    smiles_of = {molecule.record: molecule.smiles for molecule in chunk}
-    return [(error.record, smiles_of.get(error.record, ""), error.reason) for error in batch.errors]
-
-
 def duplicate_reason(first_record: str, key: str, key_is_inchikey: bool) -> str:
     """The reason listed for a molecule skipped as a duplicate of ``first_record``."""
     return f"duplicate of {first_record} (same {'InChIKey' if key_is_inchikey else 'canonical SMILES'} {key})"
-
-
-def write_errors(errors: Iterable[tuple[str, str, str]], path: str | os.PathLike) -> Path:
-    """Write skipped molecules as a TSV (columns ``record``, ``smiles``, ``reason``), atomically.
-
-    A SMILES longer than :data:`~matchms_neims.chemistry.MAX_SMILES_LENGTH` is written shortened (with its
-    length), so that one 200 MB line does not become a 200 MB error list.
-    """
-    path = Path(path)
-    with atomic_output(path) as handle:
-        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-        writer.writerow(("record", "smiles", "reason"))
-        writer.writerows((record, shortened(smiles, MAX_SMILES_LENGTH), reason) for record, smiles, reason in errors)
-    return path
-
 
 
 def build_library(
@@ -235,7 +209,7 @@ def build_library(
     if predictor is None:
         predictor = NeimsPredictor()
 
-    errors: list[tuple[str, str, str]] = []
+    errors: list[RecordProblem] = []
     first_record_of: dict[str, str] = {}  # molecule key -> record written for it (skip_duplicates)
     n_input = n_written = 0
     bar = tqdm(total=total, unit="mol", desc="predicting", disable=not progress, dynamic_ncols=True)
@@ -252,21 +226,22 @@ def build_library(
             for batch in predictor.predict_batches(read_chunks(), batch_size=batch_size):
                 chunk = chunks.popleft()
                 n_input += len(chunk)
-                errors.extend(_chunk_errors(chunk, batch))
+                errors.extend(batch.errors)
                 parts = []
                 for vector, molecule, info, uncertainty, expert_weights in zip(
                         batch.vectors, batch.molecules, batch.infos, batch.per_molecule(batch.uncertainty),
                         batch.per_molecule(batch.expert_weights)):
                     mz, intensities = _library_peaks(vector, min_relative_intensity)
                     if not mz:
-                        errors.append((molecule.record, molecule.smiles,
-                                       f"no predicted peak above {min_relative_intensity:g} of the base peak"))
+                        errors.append(molecule_problem(
+                            molecule.record, f"no predicted peak above {min_relative_intensity:g} of the base peak",
+                            molecule.smiles))
                         continue
                     key = info.inchikey or info.smiles
                     if skip_duplicates:
                         if key in first_record_of:
-                            errors.append((molecule.record, molecule.smiles, duplicate_reason(
-                                first_record_of[key], key, bool(info.inchikey))))
+                            errors.append(molecule_problem(molecule.record, duplicate_reason(
+                                first_record_of[key], key, bool(info.inchikey)), molecule.smiles))
                             continue
                         first_record_of[key] = molecule.record
                     if written is not None:
@@ -281,7 +256,7 @@ def build_library(
         bar.close()
 
     if errors_path is not None:
-        errors_path = write_errors(errors, errors_path)
+        errors_path = write_problems(errors, errors_path, MOLECULE_COLUMNS)
     summary = LibrarySummary(n_input=n_input, n_written=n_written, n_failed=n_input - n_written, output=output,
                              errors_path=errors_path, elapsed=time.perf_counter() - start, errors=errors,
                              file_format=file_format)
@@ -289,5 +264,4 @@ def build_library(
     return summary
 
 
-__all__ = ["LibrarySummary", "MoleculeFileError", "build_library", "molecule_format", "read_molecules",
-           "write_errors"]
+__all__ = ["LibrarySummary", "MoleculeFileError", "build_library", "molecule_format", "read_molecules"]

@@ -18,8 +18,9 @@ from matchms_neims.checkpoint import LoadedModel, bundled_model_path, load_model
 from matchms_neims.chemistry import MoleculeError, MoleculeInfo, parse_smiles
 from matchms_neims.featurize import FeaturizedMolecule
 from matchms_neims.featurize_pool import FeaturizedChunk, FeaturizerPool, featurize_chunk
-from matchms_neims.io import MAX_LOGGED_PROBLEMS, MoleculeInput, as_molecule_input
+from matchms_neims.io import MoleculeInput, as_molecule_input
 from matchms_neims.metrics import uncertainty_score
+from matchms_neims.problems import ProblemLog, RecordProblem
 from matchms_neims.spectra import normalize_base_peak, vector_to_peaks
 from matchms_neims.subformulae import formula_counts
 
@@ -48,7 +49,7 @@ class PredictionBatch:
     vectors: np.ndarray
     molecules: list[MoleculeInput]
     infos: list[MoleculeInfo]
-    errors: list[MoleculeError]
+    errors: list[RecordProblem]
     uncertainty: np.ndarray | None = None
     sqrt_mean: np.ndarray | None = None
     sqrt_std: np.ndarray | None = None
@@ -126,7 +127,7 @@ class NeimsPredictor:
             raise ValueError(f"featurize_workers must be 0 or more, got {featurize_workers}")
         self.featurize_workers = featurize_workers
         self._pool: FeaturizerPool | None = None
-        self.last_errors: list[MoleculeError] = []
+        self.last_errors: list[RecordProblem] = []
         if uncertainty_samples and not self.supports_uncertainty:
             raise ValueError(f"model {self.model_name} ({self.loaded.model_class}) has no MC-dropout uncertainty")
         if backend not in BACKENDS:
@@ -167,8 +168,9 @@ class NeimsPredictor:
 
     # ------------------------------------------------------------------ core
     def featurize(self, molecules: Sequence[MoleculeInput]) -> tuple[list[int], list[FeaturizedMolecule],
-                                                                     list[MoleculeError]]:
-        """Featurize molecules in this process; returns positions and features of the good ones and the errors."""
+                                                                     list[RecordProblem]]:
+        """Featurize molecules in this process; returns positions and features of the good ones and the problems
+        of the others."""
         return featurize_chunk(self.featurizer, molecules)
 
     def _batch_size(self, batch_size: int | None) -> int:
@@ -328,20 +330,19 @@ class NeimsPredictor:
             raise ValueError(f"model {self.model_name} ({self.loaded.model_class}) has no MC-dropout uncertainty")
         positions: list[int] = []
         infos: list[MoleculeInfo] = []
-        errors: list[MoleculeError] = []
+        errors: list[RecordProblem] = []
+        problems = ProblemLog("molecules that cannot be predicted", collected=errors, log=logger)
         outputs: dict[str, list[np.ndarray]] = {}
         for index, (chunk_positions, featurized, chunk_errors) in enumerate(featurized_chunks):
-            errors.extend(chunk_errors)
+            for problem in chunk_errors:
+                problems.report(problem)
             if not featurized:
                 continue
             positions.extend(chunk_positions)
             infos.extend(item.info for item in featurized)
             for name, values in self._predict_chunk(featurized, n_samples, index, batch_size).items():
                 outputs.setdefault(name, []).append(values)
-        for error in errors[:MAX_LOGGED_PROBLEMS]:
-            logger.warning("skipped %s", error)
-        if len(errors) > MAX_LOGGED_PROBLEMS:
-            logger.warning("skipped %d more molecules that cannot be predicted", len(errors) - MAX_LOGGED_PROBLEMS)
+        problems.close()
         if not positions:  # shapes of an empty result, as the models give them
             outputs = {name: [values] for name, values in self._predict_chunk([], n_samples, 0, batch_size).items()}
         joined = {name: np.concatenate(parts) for name, parts in outputs.items()}
@@ -379,7 +380,7 @@ class NeimsPredictor:
         """
         _, featurized, errors = self.featurize([MoleculeInput(smiles, "", smiles)])
         if errors:
-            raise errors[0]
+            raise MoleculeError(errors[0].record, errors[0].reason)
         if self.supports_expert_weights:
             vectors, expert_weights = self.predict_features_with_expert_weights(featurized)
             extra = {"expert_weights": expert_weights[0]}
@@ -474,7 +475,7 @@ class NeimsPredictor:
         batch = self.predict_batch(smiles_or_records, batch_size=batch_size)
         self.last_errors = batch.errors
         if batch.errors and on_error == "raise":
-            raise batch.errors[0]
+            raise MoleculeError(batch.errors[0].record, batch.errors[0].reason)
         spectra = []
         for vector, molecule, info, uncertainty, expert_weights in zip(
                 batch.vectors, batch.molecules, batch.infos, batch.per_molecule(batch.uncertainty),

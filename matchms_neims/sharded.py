@@ -14,7 +14,6 @@ input, model and settings; resuming with others is refused.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -28,9 +27,11 @@ from pathlib import Path
 import lightning as L
 from torch.utils.data import DataLoader, IterableDataset
 
+from matchms_neims.chemistry import molecule_problem
 from matchms_neims.io import read_molecules
-from matchms_neims.library import LibrarySummary, build_library, duplicate_reason, write_errors
+from matchms_neims.library import LibrarySummary, build_library, duplicate_reason
 from matchms_neims.predictor import NeimsPredictor
+from matchms_neims.problems import MOLECULE_COLUMNS, RecordProblem, read_problems, write_problems
 from matchms_neims.utils import atomic_output, file_sha256
 
 logger = logging.getLogger(__name__)
@@ -211,7 +212,7 @@ def merge_shards(job: ShardJob, n_shards: int, errors_path: str | os.PathLike | 
     if missing:
         raise ValueError(f"{len(missing)} of {n_shards} shards are missing in {job.shard_dir} (first: {missing[0]}); "
                          "rerun with --resume to predict them")
-    errors: list[tuple[str, str, str]] = []
+    errors: list[RecordProblem] = []
     first_record_of: dict[str, str] = {}  # molecule key -> record written for it, over all shards
     n_input = n_written = 0
     with atomic_output(job.output) as output:
@@ -221,12 +222,12 @@ def merge_shards(job: ShardJob, n_shards: int, errors_path: str | os.PathLike | 
             if len(records) != len(written):
                 raise ValueError(f"shard {index} in {job.shard_dir} holds {len(records)} records but lists "
                                  f"{len(written)}; rerun without --resume")
-            with open(job.errors_path(index), encoding="utf-8", newline="") as handle:
-                errors.extend(tuple(row) for row in list(csv.reader(handle, delimiter="\t"))[1:])
+            errors.extend(read_problems(job.errors_path(index)))
             kept = []
             for text, (key, key_is_inchikey, record, smiles) in zip(records, written):
                 if job.skip_duplicates and key in first_record_of:  # a duplicate of a molecule of an earlier shard
-                    errors.append((record, smiles, duplicate_reason(first_record_of[key], key, key_is_inchikey)))
+                    errors.append(molecule_problem(record, duplicate_reason(first_record_of[key], key, key_is_inchikey),
+                                                   smiles))
                     continue
                 first_record_of.setdefault(key, record)
                 kept.append(text)
@@ -234,7 +235,7 @@ def merge_shards(job: ShardJob, n_shards: int, errors_path: str | os.PathLike | 
             n_written += len(kept)
             n_input += json.loads(job.summary_path(index).read_text())["n_input"]
     if errors_path is not None:
-        errors_path = write_errors(errors, errors_path)
+        errors_path = write_problems(errors, errors_path, MOLECULE_COLUMNS)
     shutil.rmtree(job.shard_dir)
     return LibrarySummary(n_input=n_input, n_written=n_written, n_failed=n_input - n_written, output=Path(job.output),
                           errors_path=errors_path, errors=errors, file_format=job.file_format)

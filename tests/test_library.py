@@ -242,7 +242,7 @@ def test_build_library_skips_and_lists_bad_records(tmp_path, tiny_predictor):
     assert [row["record"] for row in rows] == ["line 9", "line 14 (broken thing)"]
     assert [row["smiles"] for row in rows] == ["C1CC1C(", "not_a_smiles"]
     assert all("unparsable SMILES" in row["reason"] for row in rows)
-    assert [error[0] for error in summary.errors] == ["line 9", "line 14 (broken thing)"]
+    assert [error.record for error in summary.errors] == ["line 9", "line 14 (broken thing)"]
     records = list(iter_records(output))
     assert len(records) == 8
     assert [r.name for r in records][:3] == ["ethanol", "acetone", "benzene"]
@@ -255,7 +255,7 @@ def test_build_library_from_csv_sdf_and_msp(tmp_path, tiny_predictor):
 
     summary = build_library(CSV_FIXTURE, tmp_path / "csv.mgf", predictor=tiny_predictor, progress=False)
     assert (summary.n_written, summary.n_failed) == (5, 1)
-    assert summary.errors[0][:2] == ("row 4 (bad one)", "C1CC1C(")
+    assert (summary.errors[0].record, summary.errors[0].smiles) == ("row 4 (bad one)", "C1CC1C(")
 
     sdf = tmp_path / "mols.sdf"
     _write_sdf(sdf)
@@ -292,7 +292,8 @@ def test_chunking_gives_identical_output(tmp_path, tiny_predictor, kind):
     many = build_library(molecules, tmp_path / f"many.{kind}", predictor=tiny_predictor, chunk_size=3, batch_size=2,
                          progress=False)
     assert (tmp_path / f"one.{kind}").read_bytes() == (tmp_path / f"many.{kind}").read_bytes()
-    assert one.errors == many.errors == [("record 6", "C1CC1C(", one.errors[0][2])]
+    assert [(e.record, e.smiles, e.reason) for e in one.errors] == [("record 6", "C1CC1C(", one.errors[0].reason)]
+    assert one.errors == many.errors
     assert tiny_predictor.batch_size == 256  # restored
 
 

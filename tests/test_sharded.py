@@ -82,7 +82,7 @@ def test_duplicates_across_shards_are_found_as_in_a_plain_run(tmp_path, tiny_mod
     assert output.read_bytes() == plain.read_bytes()
     assert [record.name for record in iter_records(output)] == ["ethanol", "propane", "butane", "benzene", "pentane"]
     assert summary.n_written == 5 and summary.n_failed == 3
-    reasons = {record: reason for record, _, reason in summary.errors}
+    reasons = {error.record: error.reason for error in summary.errors}
     assert reasons["line 4 (ethanol again)"].startswith("duplicate of line 1 (ethanol) (same InChIKey")
     assert reasons["line 8 (ethanol third)"].startswith("duplicate of line 1 (ethanol)")
     assert reasons["line 6 (benzene again)"].startswith("duplicate of line 5 (benzene)")

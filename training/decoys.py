@@ -20,7 +20,7 @@ import torch
 
 from matchms_neims.chemistry import MoleculeError, describe, inchikey_block
 from matchms_neims.featurize import Featurizer, compact_features, expand_features
-from matchms_neims.io import MAX_LOGGED_PROBLEMS
+from matchms_neims.problems import ProblemLog, RecordProblem
 from training.molecules import MoleculeFile
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,8 @@ class DecoyBank:
         self.featurizer = featurizer
         molecules = MoleculeFile(path)
         features, masses, seen = [], [], set(exclude_keys)
-        problems = excluded = repeated = 0
+        problems = ProblemLog("decoy molecules", where=str(path), log=logger)
+        excluded = repeated = 0
         for index in range(len(molecules)):
             try:
                 mol = molecules.molecule(index)
@@ -64,21 +65,21 @@ class DecoyBank:
                                         f"molecular ion m/z {info.nominal_mass} is outside 2..{featurizer.max_mz}")
                 fingerprint = featurizer.features_of_mol(mol)
             except ValueError as error:  # MoleculeError included
-                problems += 1
-                if problems <= MAX_LOGGED_PROBLEMS:
-                    logger.warning("decoy skipped: %s", error)
+                problems.report(error.problem() if isinstance(error, MoleculeError)
+                                else RecordProblem(molecules.record_label(index), str(error)))
                 continue
             seen.add(key)  # one decoy per molecule (stereoisomers and salts share the first block)
             features.append(compact_features(fingerprint))
             masses.append(info.nominal_mass)
         if not features:
-            raise ValueError(f"{path}: no usable decoy molecules ({excluded} in the training data, {problems} skipped)")
+            raise ValueError(f"{path}: no usable decoy molecules ({excluded} in the training data, {problems.count} "
+                             "skipped)")
         order = np.argsort(masses, kind="stable")
         self.features = [features[i] for i in order]
         self.nominal_mass = np.asarray(masses, dtype=np.int64)[order]
         self.hard: dict[int, np.ndarray] | None = None  # cache row -> bank positions of its hardest decoys
         logger.info("decoy bank %s: %d molecules (%d in the training data and %d repeats left out, %d skipped)",
-                    path, len(self.features), excluded, repeated, problems)
+                    path, len(self.features), excluded, repeated, problems.count)
 
     def __len__(self) -> int:
         return len(self.features)

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from matchms_neims.chemistry import MoleculeError, inchikey_block
 from matchms_neims.featurize import molecular_graph
-from matchms_neims.io import MAX_LOGGED_PROBLEMS
+from matchms_neims.problems import ProblemLog, RecordProblem
 from training.augment import conformer_distances
 from training.baseline import make_featurizer
 from training.config import TrainConfig
@@ -60,6 +60,7 @@ class MaskedBondDataset(Dataset):
         self.conformers = conformers
         self.seed = seed
         self.skipped: set[int] = set()
+        self.problems = ProblemLog("pretraining molecules", log=logger)
 
     def __len__(self) -> int:
         return int(self.ends[-1]) if len(self.ends) else 0
@@ -74,10 +75,10 @@ class MaskedBondDataset(Dataset):
                 return None
             graph = molecular_graph(mol)
         except (MoleculeError, ValueError) as error:
-            if index not in self.skipped and len(self.skipped) < MAX_LOGGED_PROBLEMS:
-                logger.warning("skipped %s", error if isinstance(error, MoleculeError)
-                               else f"{source.record_label(local)}: {error}")
-            self.skipped.add(index)
+            if index not in self.skipped:  # each molecule reported once, however many epochs see it
+                self.skipped.add(index)
+                self.problems.report(error.problem() if isinstance(error, MoleculeError)
+                                     else RecordProblem(source.record_label(local), str(error)))
             return None
         if graph.edge_index.shape[1] == 0:
             return None

@@ -33,15 +33,7 @@ from matchms_neims.io.msp_reader import iter_msp
 from matchms_neims.io.msp_writer import format_msp_record, msp_header
 from matchms_neims.io.record_reading import MAX_PEAKS_PER_RECORD, MAX_READ_MZ, peak_problem, truncated_reason
 from matchms_neims.io.record_text import one_line_text, peak_lines
-from matchms_neims.io.records import (
-    MAX_LOGGED_PROBLEMS,
-    RecordProblem,
-    SpectrumFileError,
-    SpectrumRecord,
-    as_record,
-    spectrum_to_record,
-    write_problems,
-)
+from matchms_neims.io.records import SpectrumFileError, SpectrumRecord, as_record, spectrum_to_record
 from matchms_neims.io.spectrum_files import (
     SPECTRUM_FORMATS,
     detect_format,
@@ -59,11 +51,11 @@ from matchms_neims.io.text_files import (
     is_gzip,
     open_text,
 )
+from matchms_neims.problems import RecordProblem, write_problems  # what the readers skip, and its list
 
 __all__ = [
     "CUT_LINE_MARK",
     "MAX_LINE_LENGTH",
-    "MAX_LOGGED_PROBLEMS",
     "MAX_PEAKS_PER_RECORD",
     "MAX_READ_MZ",
     "MOLECULE_FORMATS",

@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from matchms_neims.io.record_reading import MSP_KEY_ALIASES, RecordBuilder, read_records
-from matchms_neims.io.records import RecordProblem, RecordProblems, SpectrumRecord
+from matchms_neims.io.records import RecordProblems, SpectrumRecord
 from matchms_neims.io.text_files import repaired_line
+from matchms_neims.problems import RecordProblem
 
 
 def iter_mgf(path: str | os.PathLike, problems: list[RecordProblem] | None = None, on_error: str = "skip",

@@ -17,8 +17,9 @@ from matchms_neims.io.record_reading import (
     read_records,
     simple_peak_pair,
 )
-from matchms_neims.io.records import RecordProblem, RecordProblems, SpectrumRecord
+from matchms_neims.io.records import RecordProblems, SpectrumRecord
 from matchms_neims.io.text_files import repaired_line
+from matchms_neims.problems import RecordProblem
 
 #: Keys of Golm Metabolome Database (GMD) exports, written as plain lines or as ``Synon: KEY: value`` lines,
 #: renamed as matchms renames them (its ``synon_metb_*`` and ``synon_ri`` conversions). ``METB N`` lines are

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from matchms_neims.io.records import RecordProblem, RecordProblems, SpectrumRecord
+from matchms_neims.io.records import RecordProblems, SpectrumRecord
 from matchms_neims.io.text_files import open_text
+from matchms_neims.problems import RecordProblem
 
 _QUOTED = re.compile(r'"[^"]*"|\'[^\']*\'')
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d*)?(?:[eE][-+]?\d+)?|[-+]?\.\d+(?:[eE][-+]?\d+)?")
@@ -154,7 +155,7 @@ class RecordBuilder:
                 return record
             self.fail(self.start_line, reason)
         line, reason = self.problem
-        problems.report(RecordProblem(path.name, line, self.name, reason))
+        problems.report(RecordProblem(self.name, reason, file=path.name, line=line))
         return None
 
 

@@ -1,19 +1,18 @@
-"""The records the readers yield, the records they skip (:class:`RecordProblem`), and conversions between
-records and matchms spectra.
+"""The records the readers yield, how they report the records they skip (:class:`RecordProblems`, of
+:class:`~matchms_neims.problems.RecordProblem`), and conversions between records and matchms spectra.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from matchms import Spectrum
 
-from matchms_neims.utils import atomic_output, quiet_matchms
+from matchms_neims.problems import ProblemLog, RecordProblem
+from matchms_neims.utils import quiet_matchms
 
 logger = logging.getLogger(__name__)
 
@@ -57,58 +56,20 @@ class SpectrumFileError(ValueError):
     """A spectrum file or one of its records cannot be read."""
 
 
-#: Skipped inputs logged one by one (records per file, molecules per batch, pretraining molecules, decoys); the rest
-#: are counted in one line. The one cap of the package and of training.
-MAX_LOGGED_PROBLEMS = 10
-
-
-@dataclass(frozen=True)
-class RecordProblem:
-    """A record a reader skipped: the file, the line of the problem, the record's name and the reason."""
-
-    file: str
-    line: int
-    record: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line} (record {self.record!r}): {self.reason}"
-
-
-class RecordProblems:
-    """Reports the skipped records of one file: to the caller's list, to the log, or raised."""
+class RecordProblems(ProblemLog):
+    """Reports the skipped records of one file: to the caller's list and the log (:class:`ProblemLog`), or raised."""
 
     def __init__(self, path: Path, collected: list | None, on_error: str):
         if on_error not in ("skip", "raise"):
             raise ValueError("on_error must be 'skip' or 'raise'")
+        super().__init__("bad records", where=path.name, collected=collected, log=logger)
         self.path = path
-        self.collected = collected
         self.on_error = on_error
-        self.count = 0
 
     def report(self, problem: RecordProblem) -> None:
         if self.on_error == "raise":
             raise SpectrumFileError(str(problem))
-        self.count += 1
-        if self.collected is not None:
-            self.collected.append(problem)
-        if self.count <= MAX_LOGGED_PROBLEMS:
-            logger.warning("skipped %s", problem)
-
-    def close(self) -> None:
-        if self.count > MAX_LOGGED_PROBLEMS:
-            logger.warning("%s: skipped %d bad records in all", self.path.name, self.count)
-
-
-def write_problems(problems: Iterable[RecordProblem], path: str | os.PathLike) -> Path:
-    """Write skipped records as a TSV (columns ``file``, ``line``, ``record``, ``reason``), atomically."""
-    path = Path(path)
-    with atomic_output(path) as handle:
-        handle.write("file\tline\trecord\treason\n")
-        for problem in problems:
-            fields = (problem.file, str(problem.line), problem.record, problem.reason)
-            handle.write("\t".join(field.replace("\t", " ").replace("\n", " ") for field in fields) + "\n")
-    return path
+        super().report(problem)
 
 
 def spectrum_to_record(spectrum: Spectrum) -> SpectrumRecord:

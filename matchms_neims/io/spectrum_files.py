@@ -14,8 +14,9 @@ from matchms_neims.io.mgf_reader import iter_mgf
 from matchms_neims.io.mgf_writer import format_mgf_record
 from matchms_neims.io.msp_reader import iter_msp
 from matchms_neims.io.msp_writer import format_msp_record
-from matchms_neims.io.records import RecordProblem, SpectrumFileError, SpectrumRecord, as_record
+from matchms_neims.io.records import SpectrumFileError, SpectrumRecord, as_record
 from matchms_neims.io.text_files import is_gzip
+from matchms_neims.problems import RecordProblem
 from matchms_neims.utils import atomic_output
 
 SPECTRUM_FORMATS = ("msp", "mgf")
