@@ -14,20 +14,19 @@ import numpy as np
 import torch
 from matchms import Spectrum
 
+from matchms_neims.backends import make_backend
 from matchms_neims.checkpoint import LoadedModel, bundled_model_path, load_model
 from matchms_neims.chemistry import MoleculeError, MoleculeInfo, parse_smiles
 from matchms_neims.featurize import FeaturizedMolecule
 from matchms_neims.featurize_pool import FeaturizedChunk, FeaturizerPool, featurize_chunk
 from matchms_neims.io import MoleculeInput, as_molecule_input
 from matchms_neims.metrics import uncertainty_score
+from matchms_neims.predicted_metadata import predicted_spectrum_metadata
 from matchms_neims.problems import ProblemLog, RecordProblem
 from matchms_neims.spectra import normalize_base_peak, vector_to_peaks
 from matchms_neims.subformulae import formula_counts
 
 logger = logging.getLogger(__name__)
-
-BACKENDS = ("torch", "onnx", "onnx-int8")
-
 
 def _check_batch_size(batch_size) -> int:
     """``batch_size`` when it is a positive integer (ValueError otherwise): the predictor's and each call's."""
@@ -130,16 +129,20 @@ class NeimsPredictor:
         self.last_errors: list[RecordProblem] = []
         if uncertainty_samples and not self.supports_uncertainty:
             raise ValueError(f"model {self.model_name} ({self.loaded.model_class}) has no MC-dropout uncertainty")
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; expected one of {BACKENDS}")
-        self.backend = backend
-        self._onnx_session = None
-        if backend.startswith("onnx"):
-            from matchms_neims.export import onnx_session
-
-            self._onnx_session = onnx_session(self.loaded, threads, quantize=backend == "onnx-int8")
+        self.inference_backend = make_backend(backend, self.loaded, threads)
 
     # ------------------------------------------------------------------ properties
+    @property
+    def backend(self) -> str:
+        """The name of the inference backend (one of :data:`~matchms_neims.backends.BACKENDS`)."""
+        return self.inference_backend.name
+
+    def to(self, device: str | torch.device) -> NeimsPredictor:
+        """Run the model on ``device`` from now on (sharded prediction: the device of each process)."""
+        self.device = torch.device(device)
+        self.loaded.model.to(self.device)
+        return self
+
     @property
     def featurizer(self):
         return self.loaded.featurizer
@@ -236,21 +239,13 @@ class NeimsPredictor:
                 parts.append(tensor.float().cpu().numpy())
         return tuple(np.concatenate(parts) for parts in outputs)
 
-    def _forward(self, inputs: tuple, masses: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Deterministic outputs of one chunk: the sqrt spectrum, and for a mixture of experts its expert weights."""
-        if self._onnx_session is not None:
-            (fingerprint,) = inputs
-            outputs = self._onnx_session.run(None, {"fingerprint": fingerprint.float().cpu().numpy(),
-                                                    "nominal_mass": masses.cpu().numpy().astype(np.int64)})
-            return tuple(torch.from_numpy(output) for output in outputs)
-        return self.loaded.model.deterministic_outputs(*inputs, masses)
-
     @torch.inference_mode()
     def predict_features(self, featurized: Sequence[FeaturizedMolecule], batch_size: int | None = None) -> np.ndarray:
         """Run the model on featurized molecules, ``batch_size`` at a time (default: the predictor's); returns
         spectrum vectors with base peak 1."""
         (sqrt_intensity,) = self._run_in_chunks(
-            featurized, lambda inputs, masses, _: self._forward(inputs, masses)[:1], [self.max_mz + 1], batch_size)
+            featurized, lambda inputs, masses, _: self.inference_backend.run(inputs, masses)[:1], [self.max_mz + 1],
+            batch_size)
         return _to_intensities(sqrt_intensity)
 
     @torch.inference_mode()
@@ -262,7 +257,7 @@ class NeimsPredictor:
 
         widths = [self.max_mz + 1, self.loaded.model.n_experts]
         sqrt_intensity, weights = self._run_in_chunks(
-            featurized, lambda inputs, masses, _: self._forward(inputs, masses), widths, batch_size)
+            featurized, lambda inputs, masses, _: self.inference_backend.run(inputs, masses), widths, batch_size)
         return _to_intensities(sqrt_intensity), weights
 
     @torch.inference_mode()
@@ -391,47 +386,10 @@ class NeimsPredictor:
 
     def spectrum_metadata(self, molecule: MoleculeInput, info: MoleculeInfo, uncertainty: float | None = None,
                           expert_weights: Sequence[float] | None = None) -> dict:
-        """Metadata written into every predicted spectrum (matchms harmonised keys).
-
-        A predicted spectrum is a record of its own: ``spectrum_id`` is the model name and the InChIKey, and the
-        EI metadata (``ionmode: positive``, ``ms_level: "1"``, ``ionization: EI``, ``ionization_energy: 70 eV``,
-        MassBank's form) lets matchms's requirement filters (``require_correct_ms_level(required_ms_level=1)``,
-        ``require_correct_ionmode``) accept it when predicted records are processed (a library written by
-        ``predict``, or a second SpectrumProcessor: within one, matchms orders those filters before
-        ``add_predicted_spectrum``, so they see the input record).
-
-        ``uncertainty`` (MC-dropout predictions) is stored as ``prediction_uncertainty``; ``expert_weights``
-        (mixture-of-experts models) as ``expert_weights``, a list of floats rounded to 4 decimals. Models with a
-        formula head note molecules rendered by its fallback in ``formula_head_fallback`` (the reason).
-        """
-        metadata = {
-            "spectrum_id": f"{self.model_name}:{info.inchikey}",
-            "compound_name": molecule.name or info.inchikey or info.smiles,
-            "smiles": info.smiles,
-            "inchikey": info.inchikey,
-            "formula": info.formula,
-            "nominal_mass": info.nominal_mass,
-            "exact_mass": round(info.exact_mass, 5),
-            "ionmode": "positive",
-            "ms_level": "1",
-            "ionization": "EI",
-            "ionization_energy": "70 eV",
-            "predicted": True,
-            "model_name": self.model_name,
-            "model_version": self.model_version,
-        }
-        if molecule.smiles and molecule.smiles != info.smiles:
-            metadata["input_smiles"] = molecule.smiles
-        if info.standardization:
-            metadata["standardization"] = info.standardization
-        if uncertainty is not None:
-            metadata["prediction_uncertainty"] = round(float(uncertainty), 4)
-        if expert_weights is not None:
-            metadata["expert_weights"] = [round(float(weight), 4) for weight in expert_weights]
-        fallback = self.formula_head_fallback(info)
-        if fallback:
-            metadata["formula_head_fallback"] = fallback
-        return metadata
+        """Metadata written into every predicted spectrum of this model: :func:`predicted_spectrum_metadata` with the
+        model's name, version and formula-head fallback."""
+        return predicted_spectrum_metadata(molecule, info, self.model_name, self.model_version, uncertainty,
+                                           expert_weights, self.formula_head_fallback(info))
 
     def formula_head_fallback(self, info: MoleculeInfo) -> str | None:
         """Why the model's formula head rendered this molecule without subformulae (``None``: it did not, or the

@@ -165,7 +165,7 @@ class ShardPredictor(L.LightningModule):
         return DataLoader(self.stream, batch_size=None)
 
     def on_predict_start(self) -> None:
-        self.predictor.device = self.device
+        self.predictor.to(self.device)
 
     def predict_step(self, batch, batch_idx: int) -> dict:
         index, molecules = batch

@@ -6,9 +6,11 @@ import logging
 
 import numpy as np
 import pytest
+import torch
 from matchms import Spectrum
 
 from matchms_neims.chemistry import MoleculeError
+from matchms_neims.io import as_molecule_input
 from matchms_neims.predictor import NeimsPredictor, bundled_model_path
 
 
@@ -151,3 +153,27 @@ def test_one_bad_item_in_a_python_batch_is_skipped_not_fatal(tiny_predictor):
     for batch_size in (0, -1):
         with pytest.raises(ValueError, match="batch_size must be a positive integer"):
             tiny_predictor.predict_spectra(["CCO"], batch_size=batch_size)
+
+
+def test_the_torch_backend_runs_the_model_and_the_metadata_function_names_the_model(tiny_predictor):
+    from matchms_neims.backends import TorchBackend, make_backend
+    from matchms_neims.predicted_metadata import predicted_spectrum_metadata
+
+    assert isinstance(tiny_predictor.inference_backend, TorchBackend) and tiny_predictor.backend == "torch"
+    positions, featurized, problems = tiny_predictor.featurize([as_molecule_input("c1ccccc1Cl", 0)])
+    assert positions == [0] and not problems
+    inputs, masses = tiny_predictor._model_inputs(featurized)
+    with torch.inference_mode():
+        sqrt_intensity = make_backend("torch", tiny_predictor.loaded).run(inputs, masses)[0][0]
+    intensity = np.square(sqrt_intensity.clamp_min(0).numpy())
+    assert np.allclose(tiny_predictor.predict_features(featurized)[0], intensity / intensity.max())
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
+        make_backend("tensorrt", tiny_predictor.loaded)
+
+    info = featurized[0].info
+    metadata = predicted_spectrum_metadata(as_molecule_input(("c1ccccc1Cl", "chlorobenzene"), 0), info, "m", "2",
+                                           formula_head_fallback="too many subformulae")
+    assert (metadata["spectrum_id"], metadata["compound_name"], metadata["formula"]) == (
+        f"m:{info.inchikey}", "chlorobenzene", "C6H5Cl")
+    assert metadata["model_version"] == "2" and metadata["formula_head_fallback"] == "too many subformulae"
+    assert "prediction_uncertainty" not in metadata and "expert_weights" not in metadata
