@@ -26,6 +26,21 @@ def test_baseline_config_round_trips(tmp_path):
     assert TrainConfig.from_yaml(tmp_path / "again.yaml") == config
 
 
+def test_the_bundled_recipe_config_round_trips_and_is_the_command_it_was_trained_with(tmp_path):
+    config = TrainConfig.from_yaml(CONFIG_DIR / "baseline_formula_distill.yaml")
+    config.to_yaml(tmp_path / "again.yaml")
+    assert TrainConfig.from_yaml(tmp_path / "again.yaml") == config
+    # the overrides of the selection and refit runs (docs/results.md, sixth and seventh rounds)
+    command = TrainConfig.from_yaml(CONFIG_DIR / "baseline_formula.yaml").with_overrides([
+        "data.split_method=scaffold", "data.cache=cache/massbank_scaffold.h5", "optim.max_epochs=30",
+        "optim.early_stopping_patience=4", "distill.teacher=runs/refit_formula_ens/model.pt", "distill.gamma=0",
+        "distill.soft_loss=mse", "distill.temperature_start=1.0", "distill.temperature_end=1.0",
+        "distill.soft_lds_sigma=0.0", "distill.mc_samples=10", "distill.transfer_mc_samples=4",
+        "distill.transfer_molecules=[../shared/data/nist17_molecules.smi]", "distill.max_transfer_molecules=4000",
+        "trainer.output_dir=runs/baseline_formula_distill", "export.path=runs/baseline_formula_distill/model.pt"])
+    assert command.to_dict() == config.to_dict()
+
+
 def test_unknown_config_key_is_named(tmp_path):
     (tmp_path / "bad.yaml").write_text("optim:\n  learning_rate: 0.1\n")
     with pytest.raises(ValueError, match="optim.*learning_rate"):
