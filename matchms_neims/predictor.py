@@ -277,6 +277,23 @@ class NeimsPredictor:
         sqrt_mean, sqrt_std = self._run_in_chunks(featurized, run, [self.max_mz + 1] * 2, batch_size)
         return _to_intensities(sqrt_mean), sqrt_mean, sqrt_std
 
+    @torch.inference_mode()
+    def distillation_embeddings(self, featurized: Sequence[FeaturizedMolecule], batch_size: int | None = None
+                                ) -> np.ndarray | None:
+        """The model's molecule embedding per featurized molecule, ``(n, size)`` float32, that a distilled student's
+        feature loss imitates (:meth:`~matchms_neims.models.capabilities.SpectrumModel.distillation_embedding`);
+        ``None`` for models without one."""
+        if not featurized:
+            return None
+        parts = []
+        for start in range(0, len(featurized), self._batch_size(batch_size)):
+            inputs, masses = self._model_inputs(featurized[start : start + self._batch_size(batch_size)])
+            embedding = self.loaded.model.distillation_embedding(*inputs, masses)
+            if embedding is None:
+                return None
+            parts.append(embedding.float().cpu().numpy())
+        return np.concatenate(parts)
+
     def predict_batch(self, items: Iterable, uncertainty_samples: int | None = None, batch_size: int | None = None
                       ) -> PredictionBatch:
         """Predict many molecules; bad records are skipped and returned as errors, never fatal.

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from matchms_neims.checkpoint import load_model
+from matchms_neims.chemistry import QUOTED_SMILES_LENGTH, shortened
+from matchms_neims.io import MoleculeInput
+from matchms_neims.predictor import NeimsPredictor
 from matchms_neims.spectra import normalize_base_peak
 from matchms_neims.utils import atomic_path
 from training.config import TrainConfig
@@ -74,37 +76,35 @@ def teacher_labels(loaded, smiles_list: list[str], mc_samples: int, seed: int, b
         float32 embedding (:meth:`~matchms_neims.models.capabilities.SpectrumModel.distillation_embedding`; 0
         columns for teachers without one) and the ``(n,)`` bool mask of labelled structures.
     """
+    predictor = NeimsPredictor(loaded, batch_size=batch_size)
     mean = np.zeros((len(smiles_list), loaded.model.max_mz + 1), dtype=np.float32)
     std = np.zeros_like(mean)
     embedding: np.ndarray | None = None
     valid = np.zeros(len(smiles_list), dtype=bool)
     with tqdm(total=len(smiles_list), desc="teacher soft labels", unit="molecules", disable=not progress) as bar:
         for start in range(0, len(smiles_list), batch_size):
-            featurized, kept = [], []
-            for index in range(start, min(start + batch_size, len(smiles_list))):
-                try:
-                    featurized.append(loaded.featurizer(smiles_list[index], record=smiles_list[index]))
-                    kept.append(index)
-                except Exception as error:  # noqa: BLE001 - report and skip the molecule, keep the batch
-                    logger.warning("no teacher label for %s: %s", smiles_list[index], error)
-            if kept:
-                inputs = loaded.featurizer.collate([item.features for item in featurized])
-                mass = torch.tensor([item.info.nominal_mass for item in featurized])
-                with torch.no_grad():
-                    mc_mean, mc_std = loaded.model.predict_with_uncertainty(*inputs, mass, n_samples=mc_samples,
-                                                                            seed=seed + start)
-                    features = loaded.model.distillation_embedding(*inputs, mass)
-                    if features is None:  # a teacher without an embedding (baseline MLPs): no feature loss
-                        features = torch.zeros((len(kept), 0))
-                mc_mean, mc_std = mc_mean.clamp_min(0).numpy(), mc_std.numpy()
+            chunk = [MoleculeInput(smiles, "", shortened(smiles, QUOTED_SMILES_LENGTH))
+                     for smiles in smiles_list[start : start + batch_size]]
+            positions, featurized, problems = predictor.featurize(chunk)
+            for problem in problems:  # reported and skipped, the batch goes on
+                logger.warning("no teacher label for %s", problem)
+            if featurized:
+                kept = [start + position for position in positions]
+                # one chunk per batch, sampled with seed + start: the predictor's MC-dropout path
+                _, mc_mean, mc_std = predictor.predict_features_with_uncertainty(
+                    featurized, mc_samples, seed=seed + start, batch_size=len(featurized))
+                features = predictor.distillation_embeddings(featurized, batch_size=len(featurized))
+                if features is None:  # a teacher without an embedding (baseline MLPs): no feature loss
+                    features = np.zeros((len(kept), 0), dtype=np.float32)
+                mc_mean = np.clip(mc_mean, 0, None)
                 scale = 1.0 / np.maximum(mc_mean.max(axis=1, keepdims=True), 1e-12)
                 if embedding is None:
                     embedding = np.zeros((len(smiles_list), features.shape[1]), dtype=np.float32)
                 mean[kept] = normalize_base_peak(mc_mean)
                 std[kept] = mc_std * scale
-                embedding[kept] = features.numpy()
+                embedding[kept] = features
                 valid[kept] = True
-            bar.update(min(batch_size, len(smiles_list) - start))
+            bar.update(len(chunk))
     if embedding is None:
         raise ValueError("the teacher could not label any of the molecules")
     return mean, std, embedding, valid
