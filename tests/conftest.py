@@ -42,7 +42,7 @@ def tiny_training_config(fixtures_dir):
     """Factory: a config from ``training/configs/<name>`` reading the mini MassBank fixture, on CPU, under ``root``."""
 
     def make(name: str, root: Path):
-        from training.config import CONFIG_DIR, TrainConfig
+        from matchms_neims_training.config import CONFIG_DIR, TrainConfig
 
         config = TrainConfig.from_yaml(CONFIG_DIR / name)
         config.data.spectra = str(fixtures_dir / "massbank_mini.msp")

@@ -16,7 +16,7 @@ from matchms_neims.models.ensemble import SpectrumEnsemble, TeacherEnsemble
 from matchms_neims.models.neims import NeimsMLP
 from matchms_neims.models.teacher import TeacherGNN
 from matchms_neims.predictor import NeimsPredictor
-from training.ensemble import build_ensemble
+from matchms_neims_training.commands.ensemble import build_ensemble
 
 SMILES = ["CCO", "c1ccccc1O", "CC(=O)Nc1ccc(O)cc1"]
 SMALL = dict(atom_embedding_dim=16, bond_embedding_dim=8, hidden_size=32, n_layers=2, attention_hidden=16,

@@ -128,7 +128,7 @@ def test_formula_model_files_cannot_be_exported(tmp_path):
 def test_formula_head_trains_on_the_fixture(fixtures_dir):
     from matchms_neims.io import load_spectra
     from matchms_neims.spectra import spectrum_to_vector
-    from training.losses import batch_cosine, mass_weighted_mse
+    from matchms_neims_training.distillation.losses import batch_cosine, mass_weighted_mse
 
     featurizer = Featurizer(n_bits=256, formula=True)
     rows, targets = [], []
@@ -160,7 +160,7 @@ def test_formula_head_trains_on_the_fixture(fixtures_dir):
 
 def test_refit_runs_end_to_end_on_the_fixture(tmp_path, tiny_training_config):
     from matchms_neims.cli import main
-    from training.data import CacheMetadata
+    from matchms_neims_training.data.cache import CacheMetadata
 
     config = tiny_training_config("baseline_formula.yaml", tmp_path)
     config.model.update(input_size=256, hidden_size=32, n_blocks=1, formula_head={"hidden": 16})
@@ -234,7 +234,7 @@ def test_teacher_takes_the_formula_head_through_graph_formula(tmp_path):
 
 
 def test_mixed_config_round_trips_and_bounds_the_neutral_loss(tmp_path):
-    from training.config import TrainConfig
+    from matchms_neims_training.config import TrainConfig
 
     config = TrainConfig.from_yaml("training/configs/baseline_mixed.yaml")
     config.to_yaml(tmp_path / "mixed.yaml")

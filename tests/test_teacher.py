@@ -83,7 +83,7 @@ def test_mc_dropout_uncertainty(inputs):
 
 
 def test_masked_bond_predictions_are_symmetric_and_use_the_mask(inputs):
-    from training.losses import sample_bond_mask
+    from matchms_neims_training.distillation.losses import sample_bond_mask
 
     torch.manual_seed(0)
     graph, _, _ = inputs
@@ -117,7 +117,7 @@ def test_count_ecfp_input_is_log_transformed(inputs):
 def test_trunk_fusion_initialised_from_a_baseline_reproduces_it(inputs, tmp_path):
     from matchms_neims.checkpoint import save_model
     from matchms_neims.models.neims import NeimsMLP
-    from training.runner import initialise_from
+    from matchms_neims_training.running.runner import initialise_from
 
     torch.manual_seed(0)
     graph, ecfp, mass = inputs

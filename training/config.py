@@ -22,7 +22,7 @@ class DataConfig:
     cache: str = "cache/massbank_ei.h5"
     max_mz: int = 500
     # "random" (by InChIKey block 1), "scaffold" (Bemis-Murcko) or "contributor" (test: molecules that the main
-    # contributing lab never measured; see training.data.assign_splits)
+    # contributing lab never measured; see matchms_neims_training.data.splits.assign_splits)
     split_method: str = "random"
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     split_seed: int = 42
@@ -33,8 +33,8 @@ class DataConfig:
     # (one process; DDP runs get Lightning's DistributedSampler, random batches)
     batch_grouping: str = "random"
     batch_mass_jitter: float = 5.0
-    # molecules without spectra whose predictions serve as negatives of optim.decoy_weight's loss (training.decoys;
-    # molecules of the spectra file, any split, are left out); "" for none
+    # molecules without spectra whose predictions serve as negatives of optim.decoy_weight's loss
+    # (matchms_neims_training.data.decoys; molecules of the spectra file, any split, are left out); "" for none
     decoy_molecules: str = ""
     num_workers: int = 0
     # keep each molecule's fingerprint in RAM after its first use (uint8, ~4-6 kB per molecule and per worker);
@@ -70,14 +70,16 @@ class OptimConfig:
     monitor: str = "val_cosine"  # checkpoint selection and early stopping: val_cosine or val_recall_at_10
     retrieval_weight: float = 0.0  # baseline: weight of the in-batch library-search loss (in_batch_retrieval_loss)
     retrieval_temperature: float = 0.05  # its softmax temperature
-    # baseline: weight of the margin loss against predicted decoys (training.losses.decoy_margin_loss), which are
-    # drawn from data.decoy_molecules within decoy_mass_window Da of decoys_per_batch random molecules of a batch
+    # baseline: weight of the margin loss against predicted decoys
+    # (matchms_neims_training.distillation.losses.decoy_margin_loss), which are drawn from data.decoy_molecules within
+    # decoy_mass_window Da of decoys_per_batch random molecules of a batch
     decoy_weight: float = 0.0
     decoy_margin: float = 0.05
     decoys_per_batch: int = 32
     decoy_mass_window: float = 10.0
-    # > 0: draw each spectrum's decoy among its decoy_hard_k hardest (training.decoys.DecoyBank.mine: the highest
-    # weighted cosine of the model's predictions), mined again every decoy_mining_epochs epochs; 0: by mass alone
+    # > 0: draw each spectrum's decoy among its decoy_hard_k hardest (matchms_neims_training.data.decoys.DecoyBank.mine:
+    # the highest weighted cosine of the model's predictions), mined again every decoy_mining_epochs epochs; 0: by mass
+    # alone
     decoy_hard_k: int = 0
     decoy_mining_epochs: int = 2
 
@@ -142,8 +144,9 @@ class DistillConfig:
     weight_ratio_bounds: tuple[float, float] = (0.5, 2.0)  # GradNorm weights stay within these ratios of the start
     balance_weight: float = 0.01  # Switch-style load-balancing loss
     entropy_weight: float = 0.001  # routing entropy regularisation (minimised: confident per-molecule routing)
-    # balance of the experts' mean mixing weights (training.losses.weight_balance_loss): the gate bias balances
-    # which experts are chosen, not how much each counts once chosen (0: off, as for the bundled student)
+    # balance of the experts' mean mixing weights (matchms_neims_training.distillation.losses.weight_balance_loss): the
+    # gate bias balances which experts are chosen, not how much each counts once chosen (0: off, as for the bundled
+    # student)
     weight_balance_weight: float = 0.0
     gate_init_steps: int = 300  # steps fitting the gate to the aromatic/aliphatic/heterocyclic/general groups
     usage_bounds: tuple[float, float] = (0.10, 0.50)  # expert usage outside these fractions is reported as collapse
@@ -202,7 +205,8 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     pretraining: PretrainingConfig = field(default_factory=PretrainingConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
-    # provenance of a refit on all data (set by training.refit.refit_config; empty for a selection run)
+    # provenance of a refit on all data (set by matchms_neims_training.running.refit.refit_config; empty for a selection
+    # run)
     refit: dict = field(default_factory=dict)
 
     def init_sources(self) -> list[str]:

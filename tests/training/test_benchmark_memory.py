@@ -7,7 +7,7 @@ import json
 import pytest
 
 from matchms_neims.cli import main
-from training.benchmark_memory import (
+from matchms_neims_training.commands.benchmark_memory import (
     METADATA_BYTES_PER_SPECTRUM,
     MODES,
     benchmark,
@@ -16,8 +16,9 @@ from training.benchmark_memory import (
     load_and_measure,
     memoized_fingerprint_bytes,
 )
-from training.config import DataConfig
-from training.data import LazyMassSpecDataset, build_cache
+from matchms_neims_training.config import DataConfig
+from matchms_neims_training.data.cache import build_cache
+from matchms_neims_training.data.dataset import LazyMassSpecDataset
 
 
 def test_estimate_counts_bytes_per_mode():

@@ -15,11 +15,11 @@ from matchms_neims.chemistry import parse_smiles
 from matchms_neims.cli import main
 from matchms_neims.featurize import Featurizer
 from matchms_neims.predictor import NeimsPredictor
-from training.config import TrainConfig
-from training.data import CacheMetadata, build_cache
-from training.expert_groups import EXPERT_GROUPS, initialise_gate, molecule_group
-from training.gradnorm import GradNormWeights
-from training.losses import (
+from matchms_neims_training.config import TrainConfig
+from matchms_neims_training.data.cache import CacheMetadata, build_cache
+from matchms_neims_training.distillation.expert_groups import EXPERT_GROUPS, initialise_gate, molecule_group
+from matchms_neims_training.distillation.gradnorm import GradNormWeights
+from matchms_neims_training.distillation.losses import (
     feature_distillation_loss,
     mass_weighted_mse,
     routing_entropy,
@@ -29,10 +29,10 @@ from training.losses import (
     tempered_distribution,
     weight_balance_loss,
 )
-from training.optim import configure_optimization
-from training.schedules import TEMPERATURE_SCHEDULES, temperature_at
-from training.soft_labels import SoftLabels, build_soft_labels
-from training.transfer import TransferDataset, build_transfer_labels
+from matchms_neims_training.distillation.schedules import TEMPERATURE_SCHEDULES, temperature_at
+from matchms_neims_training.distillation.soft_labels import SoftLabels, build_soft_labels
+from matchms_neims_training.distillation.transfer import TransferDataset, build_transfer_labels
+from matchms_neims_training.running.optim import configure_optimization
 
 TINY_STUDENT = dict(n_bits=256, n_count_bits=128, width=32, expert_inner=48, n_experts=4, top_k=2,
                     blocks_per_expert=2, gate_hidden=[32, 16], head_hidden=[64], dropout=0.1)
@@ -392,7 +392,7 @@ def test_refit_student_with_the_formula_head_on_all_data(tiny_student_config, tm
 def test_distil_from_an_ensemble_of_formula_head_mlps(tiny_student_config, tmp_path, caplog):
     """A baseline-MLP ensemble as the teacher: MC-dropout soft labels through every member, no feature loss."""
     from matchms_neims.models import NeimsMLP
-    from training.ensemble import build_ensemble
+    from matchms_neims_training.commands.ensemble import build_ensemble
 
     mlp_config = {"input_size": 256, "hidden_size": 32, "n_blocks": 1, "max_mz": 500, "head": "formula",
                   "formula_head": {"hidden": 8}}

@@ -4,9 +4,9 @@ Three ways to hold a training set are compared:
 
 * ``in_memory``: every binned spectrum and every model input as float32 arrays, as a ``TensorDataset``
   would hold them;
-* ``lazy_memoized``: :class:`training.data.LazyMassSpecDataset` as training uses it by default: the
-  metadata in RAM, spectra read from the HDF5 cache per item, each molecule's fingerprint kept as its
-  non-zero entries (:func:`matchms_neims.featurize.compact_features`) after its first use;
+* ``lazy_memoized``: :class:`matchms_neims_training.data.dataset.LazyMassSpecDataset` as training uses it by default:
+  the metadata in RAM, spectra read from the HDF5 cache per item, each molecule's fingerprint kept as its non-zero
+  entries (:func:`matchms_neims.featurize.compact_features`) after its first use;
 * ``lazy``: the same with ``data.memoize_features: false``: only the metadata stays in RAM.
 
 ``estimate`` computes the bytes per spectrum of each way for a number of compounds and a RAM size;
@@ -28,8 +28,8 @@ from matchms_neims.benchmark import peak_rss_mb, run_in_fresh_process
 from matchms_neims.utils import atomic_output
 
 MODES = ("in_memory", "lazy_memoized", "lazy")
-#: RAM per spectrum of the metadata columns held by :class:`training.data.CacheMetadata`: six Python strings
-#: (SMILES, InChIKey, molecule key, name, spectrum id, instrument) of ~60-100 B each with their pointers, plus
+#: RAM per spectrum of the metadata columns held by :class:`matchms_neims_training.data.cache.CacheMetadata`: six Python
+#: strings (SMILES, InChIKey, molecule key, name, spectrum id, instrument) of ~60-100 B each with their pointers, plus
 #: split and mass. Fixed costs (the HDF5 handle and chunk cache, a few MB) come on top and are not estimated.
 METADATA_BYTES_PER_SPECTRUM = 600
 #: Non-zero values of a typical student fingerprint (mean 49.6 on the MassBank molecules; the NEIMS count
@@ -131,7 +131,8 @@ def load_and_measure(mode: str, cache_path: str, featurizer_config: dict, n_spec
     """
     from matchms_neims.chemistry import parse_smiles
     from matchms_neims.featurize import Featurizer
-    from training.data import CacheMetadata, LazyMassSpecDataset, read_spectra
+    from matchms_neims_training.data.cache import CacheMetadata, read_spectra
+    from matchms_neims_training.data.dataset import LazyMassSpecDataset
 
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
@@ -197,9 +198,9 @@ def _mb(n_bytes: float) -> str:
 # ------------------------------------------------------------------------------------------------ command
 
 def run_benchmark_memory(args: argparse.Namespace) -> int:
-    from training.baseline import make_featurizer
-    from training.config import TrainConfig
-    from training.data import build_cache
+    from matchms_neims_training.config import TrainConfig
+    from matchms_neims_training.data.cache import build_cache
+    from matchms_neims_training.data.featurizer import make_featurizer
 
     config = TrainConfig.from_yaml(args.config)
     featurizer = make_featurizer(config)

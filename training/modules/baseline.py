@@ -10,21 +10,23 @@ import torch
 
 from matchms_neims.featurize import Featurizer
 from matchms_neims.models import get_model_class
-from training.config import TrainConfig
-from training.data import CacheMetadata, SpectraDataModule, build_cache, read_spectra
-from training.decoys import DecoyBank
-from training.losses import (
+from matchms_neims_training.config import TrainConfig
+from matchms_neims_training.data.cache import CacheMetadata, build_cache, read_spectra
+from matchms_neims_training.data.datamodule import SpectraDataModule
+from matchms_neims_training.data.decoys import DecoyBank
+from matchms_neims_training.data.featurizer import make_featurizer
+from matchms_neims_training.distillation.losses import (
     batch_cosine,
     decoy_margin_loss,
     in_batch_retrieval_loss,
     mass_weighted_mse,
     soft_mse_distillation_loss,
 )
-from training.optim import module_optimization
-from training.runner import export, fit, initialise_from, prepare, resume_checkpoint
-from training.schedules import temperature_at
-from training.transfer import distillation_targets, uses_teacher
-from training.validation import LibraryValidationMixin, ValidationRecall
+from matchms_neims_training.distillation.schedules import temperature_at
+from matchms_neims_training.distillation.transfer import distillation_targets, uses_teacher
+from matchms_neims_training.running.optim import module_optimization
+from matchms_neims_training.running.runner import export, fit, initialise_from, prepare, resume_checkpoint
+from matchms_neims_training.running.validation import LibraryValidationMixin, ValidationRecall
 
 logger = logging.getLogger(__name__)
 
@@ -32,18 +34,21 @@ logger = logging.getLogger(__name__)
 class SpectrumRegressionModule(LibraryValidationMixin, L.LightningModule):
     """Trains a fingerprint -> spectrum model (the baseline) with the mass-weighted sqrt-intensity MSE, plus
     ``optim.retrieval_weight`` times the in-batch library-search loss
-    (:func:`~training.losses.in_batch_retrieval_loss`), plus ``optim.decoy_weight`` times the margin loss against
-    predicted decoys (:func:`~training.losses.decoy_margin_loss`; ``decoys`` holds them).
+    (:func:`~matchms_neims_training.distillation.losses.in_batch_retrieval_loss`), plus ``optim.decoy_weight`` times the
+    margin loss against predicted decoys (:func:`~matchms_neims_training.distillation.losses.decoy_margin_loss`;
+    ``decoys`` holds them).
 
-    With a teacher (``distill.teacher``, :func:`~training.transfer.uses_teacher`), the training loss is
-    ``distill.alpha`` times that MSE plus ``distill.beta`` times the soft loss of the teacher's MC-dropout mean
-    (:func:`~training.losses.soft_mse_distillation_loss`: the same mass-weighted sqrt MSE, bins weighted by
-    ``1 / (1 + teacher std)``); molecules of the transfer set (``distill.transfer_molecules``) count in the soft
-    loss only. This distils a seed ensemble of the recipe into one model of the recipe's own size.
+    With a teacher (``distill.teacher``, :func:`~matchms_neims_training.distillation.transfer.uses_teacher`), the
+    training loss is ``distill.alpha`` times that MSE plus ``distill.beta`` times the soft loss of the teacher's
+    MC-dropout mean (:func:`~matchms_neims_training.distillation.losses.soft_mse_distillation_loss`: the same
+    mass-weighted sqrt MSE, bins weighted by ``1 / (1 + teacher std)``); molecules of the transfer set
+    (``distill.transfer_molecules``) count in the soft loss only. This distils a seed ensemble of the recipe into one
+    model of the recipe's own size.
 
     Logs ``train_loss``, ``val_loss``, ``val_cosine`` (mean cosine of sqrt intensities) and ``val_recall_at_1/10``
-    (library matching of the validation molecules, :class:`~training.validation.ValidationRecall`); ``optim.monitor``
-    (``val_cosine`` by default) selects the checkpoint and stops early.
+    (library matching of the validation molecules,
+    :class:`~matchms_neims_training.running.validation.ValidationRecall`); ``optim.monitor`` (``val_cosine`` by default)
+    selects the checkpoint and stops early.
     """
 
     def __init__(self, config: dict, decoys: DecoyBank | None = None):
@@ -131,12 +136,6 @@ class SpectrumRegressionModule(LibraryValidationMixin, L.LightningModule):
 
     def configure_optimizers(self):
         return module_optimization(self)
-
-
-def make_featurizer(config: TrainConfig) -> Featurizer:
-    f = config.featurizer
-    return Featurizer(kind=f.kind, max_mz=config.data.max_mz, n_bits=f.n_bits, radius=f.radius,
-                      n_count_bits=f.n_count_bits, formula=f.formula)
 
 
 def decoy_bank(config: TrainConfig, featurizer: Featurizer) -> DecoyBank | None:

@@ -28,9 +28,11 @@ from torch.utils.data import Dataset
 from matchms_neims.chemistry import MoleculeError, inchikey_block, parse_smiles
 from matchms_neims.featurize import Featurizer, compact_features, expand_features
 from matchms_neims.io import read_molecules
-from training.config import TrainConfig
-from training.data import CacheMetadata, build_cache, file_sha256, teacher_item
-from training.soft_labels import (
+from matchms_neims.utils import file_sha256
+from matchms_neims_training.config import TrainConfig
+from matchms_neims_training.data.cache import CacheMetadata, build_cache
+from matchms_neims_training.data.dataset import teacher_item
+from matchms_neims_training.distillation.soft_labels import (
     LABEL_FORMAT,
     LabelFile,
     SoftLabels,
@@ -128,9 +130,9 @@ def build_transfer_labels(config: TrainConfig, batch_size: int = 128, progress: 
 class TransferDataset(Dataset):
     """Transfer molecules as training items: student features, teacher labels, no experimental spectrum.
 
-    Items have the keys of :class:`training.data.LazyMassSpecDataset` items with soft labels, with an
-    all-zero ``target``, ``index`` -1 and ``has_target`` 0 (the hard loss skips them). A molecule the
-    student's featurizer rejects (e.g. M+ above ``max_mz``) is dropped when the dataset is built.
+    Items have the keys of :class:`matchms_neims_training.data.dataset.LazyMassSpecDataset` items with soft labels, with
+    an all-zero ``target``, ``index`` -1 and ``has_target`` 0 (the hard loss skips them). A molecule the student's
+    featurizer rejects (e.g. M+ above ``max_mz``) is dropped when the dataset is built.
 
     Parameters
     ----------

@@ -11,8 +11,8 @@ Loss per training step::
 * feature: MSE between a learnt projection of the student's ``hidden`` features and the teacher's
   ``ecfp_embedding``.
 
-With ``distill.transfer_molecules`` (:mod:`training.transfer`), molecules without spectra labelled by the
-teacher join the training split; they count in the soft and feature losses, not in the hard loss.
+With ``distill.transfer_molecules`` (:mod:`matchms_neims_training.distillation.transfer`), molecules without spectra
+labelled by the teacher join the training split; they count in the soft and feature losses, not in the hard loss.
 
 Each of the three is divided by its value at the first training step (kept in the checkpoint), so
 alpha/beta/gamma are relative shares rather than compensations for the losses' different units. They
@@ -34,13 +34,14 @@ from tqdm.auto import tqdm
 
 from matchms_neims.chemistry import parse_smiles
 from matchms_neims.models.student import StudentMoE, expert_load
-from training.augment import SpectrumAugmenter
-from training.baseline import make_featurizer
-from training.config import TrainConfig
-from training.data import CacheMetadata, SpectraDataModule, build_cache
-from training.expert_groups import EXPERT_GROUPS, initialise_gate, molecule_group
-from training.gradnorm import GradNormWeights
-from training.losses import (
+from matchms_neims_training.config import TrainConfig
+from matchms_neims_training.data.augment import SpectrumAugmenter
+from matchms_neims_training.data.cache import CacheMetadata, build_cache
+from matchms_neims_training.data.datamodule import SpectraDataModule
+from matchms_neims_training.data.featurizer import make_featurizer
+from matchms_neims_training.distillation.expert_groups import EXPERT_GROUPS, initialise_gate, molecule_group
+from matchms_neims_training.distillation.gradnorm import GradNormWeights
+from matchms_neims_training.distillation.losses import (
     feature_distillation_loss,
     mass_weighted_mse,
     routing_entropy,
@@ -49,11 +50,11 @@ from training.losses import (
     switch_balance_loss,
     weight_balance_loss,
 )
-from training.optim import module_optimization
-from training.runner import export, fit, prepare, resume_checkpoint
-from training.schedules import temperature_at
-from training.transfer import distillation_targets, uses_teacher
-from training.validation import LibraryValidationMixin, ValidationRecall
+from matchms_neims_training.distillation.schedules import temperature_at
+from matchms_neims_training.distillation.transfer import distillation_targets, uses_teacher
+from matchms_neims_training.running.optim import module_optimization
+from matchms_neims_training.running.runner import export, fit, prepare, resume_checkpoint
+from matchms_neims_training.running.validation import LibraryValidationMixin, ValidationRecall
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +176,8 @@ class StudentModule(LibraryValidationMixin, L.LightningModule):
 
 
 def seed_expert_groups(model: StudentMoE, config: TrainConfig, featurizer, progress: bool = True) -> float:
-    """Initialise the gate from the chemical groups of the training molecules (see :mod:`training.expert_groups`)."""
+    """Initialise the gate from the chemical groups of the training molecules (see
+    :mod:`matchms_neims_training.distillation.expert_groups`)."""
     metadata = CacheMetadata(build_cache(config.data, progress=progress))
     smiles = sorted(set(metadata.columns["smiles"][metadata.indices("train")]))
     fingerprints, groups = [], []

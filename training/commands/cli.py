@@ -43,7 +43,7 @@ def register_train(subparsers) -> None:
 def _run_train(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from training.config import TrainConfig
+    from matchms_neims_training.config import TrainConfig
 
     config = TrainConfig.from_yaml(args.config).with_overrides(args.overrides)
     if args.max_epochs is not None:
@@ -56,18 +56,18 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.refit_epochs is not None and not args.refit:
         raise SystemExit("--refit-epochs needs --refit")
     if args.refit:
-        from training.refit import refit_config
+        from matchms_neims_training.running.refit import refit_config
 
         config, provenance = refit_config(config, args.refit_epochs)
         logger.info("refit on all cleaned spectra for %d epochs into %s", provenance["epochs"], config.export.path)
     if args.model == "baseline":
-        from training.baseline import train_baseline as train
+        from matchms_neims_training.modules.baseline import train_baseline as train
     elif args.model == "teacher":
-        from training.teacher import train_teacher as train
+        from matchms_neims_training.modules.teacher import train_teacher as train
     elif args.model == "student":
-        from training.student import train_student as train
+        from matchms_neims_training.modules.student import train_student as train
     else:
-        from training.pretrain import pretrain_teacher as train
+        from matchms_neims_training.modules.pretrain import pretrain_teacher as train
     path = train(config, resume=args.resume, progress=not args.no_progress)
     print(f"model written to {path}")
     return 0
@@ -86,8 +86,8 @@ def register_split(subparsers) -> None:
 
 
 def _run_split(args: argparse.Namespace) -> int:
-    from training.config import TrainConfig
-    from training.data import export_split
+    from matchms_neims_training.config import TrainConfig
+    from matchms_neims_training.data.cache import export_split
 
     config = TrainConfig.from_yaml(args.config)
     n_spectra, n_molecules = export_split(config.data, args.split, args.output, args.molecules)
@@ -128,7 +128,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_evaluate(args: argparse.Namespace) -> int:
-    from training.evaluate import run_evaluate
+    from matchms_neims_training.commands.evaluate import run_evaluate
 
     return run_evaluate(args)
 
@@ -154,7 +154,7 @@ def register_ensemble(subparsers) -> None:
 
 
 def _run_ensemble(args: argparse.Namespace) -> int:
-    from training.ensemble import build_ensemble
+    from matchms_neims_training.commands.ensemble import build_ensemble
 
     path = build_ensemble(args.members, args.output, args.weights, args.name, average=args.average,
                           half_precision=False if args.full_precision else None)
@@ -180,6 +180,6 @@ def register_benchmark_memory(subparsers) -> None:
 
 
 def _run_benchmark_memory(args: argparse.Namespace) -> int:
-    from training.benchmark_memory import run_benchmark_memory
+    from matchms_neims_training.commands.benchmark_memory import run_benchmark_memory
 
     return run_benchmark_memory(args)

@@ -14,8 +14,8 @@ from lightning.pytorch.callbacks import EarlyStopping, EMAWeightAveraging, Model
 
 from matchms_neims.checkpoint import load_model, save_model
 from matchms_neims.featurize import Featurizer
-from training.callbacks import AtomicCheckpointIO, EpochLogger, EpochSeed, RunProvenance
-from training.config import TrainConfig
+from matchms_neims_training.config import TrainConfig
+from matchms_neims_training.running.callbacks import AtomicCheckpointIO, EpochLogger, EpochSeed, RunProvenance
 
 logger = logging.getLogger(__name__)
 
@@ -58,8 +58,8 @@ def fit(module: L.LightningModule, datamodule: L.LightningDataModule, config: Tr
     Checkpoints go to ``config.trainer.output_dir`` (written atomically); ``resume`` continues from
     its ``last.ckpt``. Returns the best module (loaded on the CPU), its checkpoint path and score.
 
-    A refit on all data (``data.split_method: all``, :mod:`training.refit`) has no validation split: it
-    trains ``optim.max_epochs`` epochs without early stopping and returns the last epoch (score ``None``).
+    A refit on all data (``data.split_method: all``, :mod:`matchms_neims_training.running.refit`) has no validation
+    split: it trains ``optim.max_epochs`` epochs without early stopping and returns the last epoch (score ``None``).
     """
     output_dir = Path(config.trainer.output_dir)
     refit = config.data.split_method == "all"

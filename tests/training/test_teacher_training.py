@@ -15,7 +15,8 @@ from matchms_neims.cli import main
 from matchms_neims.featurize import Featurizer
 from matchms_neims.metrics import uncertainty_calibration
 from matchms_neims.predictor import NeimsPredictor
-from training.augment import (
+from matchms_neims_training.config import CONFIG_DIR, TrainConfig
+from matchms_neims_training.data.augment import (
     SpectrumAugmenter,
     conformer_distances,
     isotope_nominal_shift,
@@ -23,9 +24,8 @@ from training.augment import (
     shift_spectrum_for_labels,
     smooth_spectra,
 )
-from training.config import CONFIG_DIR, TrainConfig
-from training.losses import bond_masking_loss, sample_bond_mask
-from training.molecules import MoleculeFile
+from matchms_neims_training.data.molecules import MoleculeFile
+from matchms_neims_training.distillation.losses import bond_masking_loss, sample_bond_mask
 
 TINY_TEACHER = dict(atom_embedding_dim=16, bond_embedding_dim=16, hidden_size=32, n_layers=2, attention_hidden=16,
                     ecfp_size=256, ecfp_hidden=[64, 32], fusion_hidden=[64, 32])

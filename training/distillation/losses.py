@@ -77,9 +77,9 @@ def decoy_margin_loss(predicted_sqrt: torch.Tensor, target: torch.Tensor, decoy_
     prediction above every decoy's prediction by ``margin`` (a hinge on the search's weighted cosine).
 
     Unlike :func:`in_batch_retrieval_loss`, the negatives are predictions of molecules without spectra
-    (:class:`training.decoys.DecoyBank`, drawn near the batch's masses): the entries that outrank the right one
-    in a user's in-silico library. A pair that already keeps the margin adds nothing, so the loss does not push
-    easy pairs apart at the cost of the fit. The hinges of a spectrum are summed over the decoys and averaged over
+    (:class:`matchms_neims_training.data.decoys.DecoyBank`, drawn near the batch's masses): the entries that outrank the
+    right one in a user's in-silico library. A pair that already keeps the margin adds nothing, so the loss does not
+    push easy pairs apart at the cost of the fit. The hinges of a spectrum are summed over the decoys and averaged over
     the spectra, so that the few hard pairs among many easy ones are not diluted by the batch's size.
 
     Parameters

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from training.config import OptimConfig
+from matchms_neims_training.config import OptimConfig
 
 SCHEDULERS = ("warmup_cosine", "cosine_restarts", "onecycle")
 

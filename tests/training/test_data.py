@@ -10,15 +10,10 @@ import pytest
 
 from matchms_neims.chemistry import parse_smiles
 from matchms_neims.featurize import Featurizer, compact_features, expand_features, student_fingerprint
-from training.config import DataConfig
-from training.data import (
-    LazyMassSpecDataset,
-    assign_splits,
-    build_cache,
-    contributor_of,
-    read_spectra,
-    scaffold_of,
-)
+from matchms_neims_training.config import DataConfig
+from matchms_neims_training.data.cache import build_cache, read_spectra
+from matchms_neims_training.data.dataset import LazyMassSpecDataset
+from matchms_neims_training.data.splits import assign_splits, contributor_of, scaffold_of
 
 
 def test_random_split_by_molecule_is_deterministic_and_never_leaks():
@@ -117,7 +112,7 @@ def test_corrupt_or_stale_cache_is_detected_and_rebuilt(tmp_path, fixtures_dir, 
                 handle["nominal_mass"] = data
             else:
                 handle.attrs["fingerprint"] = "written by an older cache format"
-    with caplog.at_level("WARNING", logger="training.data"):
+    with caplog.at_level("WARNING", logger="matchms_neims_training.data.cache"):
         assert build_cache(config, progress=False) == cache
     expected = {"garbage": "unreadable", "truncated": "unreadable", "missing column": "incomplete (no inchikey)",
                 "short column": "different lengths", "old format": "stale"}[damage]

@@ -7,9 +7,9 @@ import torch
 
 from matchms_neims.evaluation import SpectraSet, matching_library
 from matchms_neims.metrics import library_ranks, recall_at_k
-from training.config import TrainConfig
-from training.data import SpectraDataModule
-from training.evaluate import split_sets
+from matchms_neims_training.commands.evaluate import split_sets
+from matchms_neims_training.config import TrainConfig
+from matchms_neims_training.data.datamodule import SpectraDataModule
 
 
 def validation_recall(datamodule: SpectraDataModule, rows: np.ndarray, predicted: np.ndarray, true: np.ndarray,
@@ -74,7 +74,7 @@ class LibraryValidationMixin:
     """
 
     def validate_predictions(self, predicted: torch.Tensor, batch: dict) -> None:
-        from training.losses import batch_cosine, mass_weighted_mse
+        from matchms_neims_training.distillation.losses import batch_cosine, mass_weighted_mse
 
         target = batch["target"]
         size = target.shape[0]

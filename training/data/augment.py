@@ -25,7 +25,7 @@ from matchms_neims.chemistry import nominal_mass, parse_smiles
 from matchms_neims.spectra import normalize_base_peak
 
 if TYPE_CHECKING:
-    from training.config import AugmentConfig
+    from matchms_neims_training.config import AugmentConfig
 
 _PERIODIC_TABLE = Chem.GetPeriodicTable()
 

@@ -15,8 +15,8 @@ import torch
 
 from matchms_neims.cli import main
 from matchms_neims.predictor import NeimsPredictor
-from training.callbacks import CheckpointMismatchError
-from training.config import CONFIG_DIR, TrainConfig
+from matchms_neims_training.config import CONFIG_DIR, TrainConfig
+from matchms_neims_training.running.callbacks import CheckpointMismatchError
 
 
 def test_baseline_config_round_trips(tmp_path):
@@ -188,7 +188,7 @@ def test_an_interrupted_refit_resumes_from_its_last_epoch(tiny_config, tmp_path)
 
 
 def test_in_batch_retrieval_loss_rewards_the_right_molecule_and_ignores_duplicates():
-    from training.losses import in_batch_retrieval_loss
+    from matchms_neims_training.distillation.losses import in_batch_retrieval_loss
 
     torch.manual_seed(0)
     target = torch.rand(6, 60) ** 4
@@ -208,7 +208,7 @@ def test_in_batch_retrieval_loss_rewards_the_right_molecule_and_ignores_duplicat
 
 
 def test_mass_grouped_batches_hold_similar_masses_in_a_new_order_each_epoch():
-    from training.data import MassGroupedSampler
+    from matchms_neims_training.data.datamodule import MassGroupedSampler
 
     masses = np.random.default_rng(0).integers(50, 500, size=1000)
     sampler = MassGroupedSampler(masses, batch_size=64, seed=1, jitter=5.0)
@@ -239,7 +239,7 @@ def _write_into(config: TrainConfig, run_dir) -> None:
 
 
 def test_baseline_trains_on_mass_grouped_batches(tiny_config, tmp_path):
-    from training.baseline import train_baseline
+    from matchms_neims_training.modules.baseline import train_baseline
 
     config = _one_epoch(tiny_config, tmp_path / "run")
     config.data.batch_grouping = "mass"
@@ -252,7 +252,7 @@ def test_baseline_trains_on_mass_grouped_batches(tiny_config, tmp_path):
 
 
 def test_baseline_trains_with_the_retrieval_loss(tiny_config, tmp_path):
-    from training.baseline import train_baseline
+    from matchms_neims_training.modules.baseline import train_baseline
 
     config = _one_epoch(tiny_config, tmp_path / "run")
     config.optim.retrieval_weight = 0.002
@@ -261,7 +261,7 @@ def test_baseline_trains_with_the_retrieval_loss(tiny_config, tmp_path):
 
 
 def test_decoy_margin_loss_counts_only_decoys_that_come_within_the_margin():
-    from training.losses import decoy_margin_loss
+    from matchms_neims_training.distillation.losses import decoy_margin_loss
 
     torch.manual_seed(0)
     target = torch.rand(4, 60) ** 4
@@ -282,7 +282,7 @@ def test_decoy_margin_loss_counts_only_decoys_that_come_within_the_margin():
 def test_decoy_bank_leaves_out_training_molecules_and_draws_by_mass(fixtures_dir, tmp_path):
     from matchms_neims.chemistry import describe, inchikey_block, parse_smiles
     from matchms_neims.featurize import Featurizer
-    from training.decoys import DecoyBank
+    from matchms_neims_training.data.decoys import DecoyBank
 
     smiles = ["CCO", "OCC", "CCCCCCCCCCO", "c1ccccc1Cl", "CC(=O)Oc1ccccc1C(=O)O", "not a smiles", "C" * 60]
     (tmp_path / "decoys.smi").write_text("\n".join(smiles) + "\n")
@@ -297,7 +297,7 @@ def test_decoy_bank_leaves_out_training_molecules_and_draws_by_mass(fixtures_dir
 
 
 def test_baseline_trains_against_predicted_decoys(tiny_config, tmp_path, fixtures_dir):
-    from training.baseline import train_baseline
+    from matchms_neims_training.modules.baseline import train_baseline
 
     config = _one_epoch(tiny_config, tmp_path / "run")
     config.data.decoy_molecules = str(fixtures_dir / "molecules_small.smi")
@@ -311,7 +311,7 @@ def test_baseline_trains_against_predicted_decoys(tiny_config, tmp_path, fixture
 
 def test_mined_decoys_are_those_whose_predictions_score_highest(tmp_path):
     from matchms_neims.featurize import Featurizer
-    from training.decoys import DecoyBank
+    from matchms_neims_training.data.decoys import DecoyBank
 
     smiles = ["CCO", "CCCO", "CCCCO", "CCCCCO", "c1ccccc1", "c1ccccc1C"]
     (tmp_path / "decoys.smi").write_text("\n".join(smiles) + "\n")
@@ -339,7 +339,7 @@ def test_mined_decoys_are_those_whose_predictions_score_highest(tmp_path):
 
 
 def test_baseline_fine_tunes_against_mined_decoys(tiny_config, tmp_path, fixtures_dir):
-    from training.baseline import train_baseline
+    from matchms_neims_training.modules.baseline import train_baseline
 
     config = _one_epoch(tiny_config, tmp_path / "start")
     start = train_baseline(config, progress=False)
@@ -358,8 +358,9 @@ def test_baseline_distils_a_seed_ensemble_with_a_transfer_set(tiny_config, tmp_p
     from matchms_neims.checkpoint import save_model
     from matchms_neims.models import NeimsMLP
     from matchms_neims.spectra import bin_spectrum
-    from training.baseline import make_featurizer, train_baseline
-    from training.ensemble import build_ensemble
+    from matchms_neims_training.commands.ensemble import build_ensemble
+    from matchms_neims_training.data.featurizer import make_featurizer
+    from matchms_neims_training.modules.baseline import train_baseline
 
     config = _one_epoch(tiny_config, tmp_path / "plain")
     config.optim.max_epochs = 10  # the tiny MLP needs a few epochs to follow a teacher of random weights

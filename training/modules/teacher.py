@@ -1,7 +1,7 @@
 """Fine-tuning the teacher (``matchms-neims train teacher``): graph + ECFP -> spectrum, selected by Recall@10.
 
 The loss is the mass-weighted sqrt-intensity MSE plus ``masking.lambda_bond`` times the bond-masking
-loss of :mod:`training.pretrain`. After every validation epoch the validation spectra are searched
+loss of :mod:`matchms_neims_training.modules.pretrain`. After every validation epoch the validation spectra are searched
 against a library of the experimental spectra of all other molecules plus the predicted spectra of
 the validation molecules (the NEIMS protocol of ``matchms-neims evaluate``), and ``val_recall_at_10``
 drives checkpoint selection and early stopping.
@@ -15,14 +15,14 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from training.augment import SpectrumAugmenter
-from training.baseline import make_featurizer
-from training.config import TrainConfig
-from training.data import SpectraDataModule
-from training.losses import bond_masking_loss, mass_weighted_mse, sample_bond_mask
-from training.optim import module_optimization
-from training.runner import export, fit, initialise_from, prepare, resume_checkpoint
-from training.validation import LibraryValidationMixin, ValidationRecall
+from matchms_neims_training.config import TrainConfig
+from matchms_neims_training.data.augment import SpectrumAugmenter
+from matchms_neims_training.data.datamodule import SpectraDataModule
+from matchms_neims_training.data.featurizer import make_featurizer
+from matchms_neims_training.distillation.losses import bond_masking_loss, mass_weighted_mse, sample_bond_mask
+from matchms_neims_training.running.optim import module_optimization
+from matchms_neims_training.running.runner import export, fit, initialise_from, prepare, resume_checkpoint
+from matchms_neims_training.running.validation import LibraryValidationMixin, ValidationRecall
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 from matchms_neims.checkpoint import load_model
-from training.config import TrainConfig
+from matchms_neims_training.config import TrainConfig
 
 _EPOCH = re.compile(r"epoch=(\d+)")
 

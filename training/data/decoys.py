@@ -6,8 +6,8 @@ here); an unknown is identified when its own molecule's prediction outscores the
 rewards a prediction close to its own spectrum and nothing else, and on scaffold-held-out molecules of 300 Da
 and more the predicted decoys of similar mass outscored the right entry (docs/results.md, fourth round). A
 :class:`DecoyBank` holds featurised molecules that are not in the training data, and draws, for the molecules of
-a batch, decoys of similar nominal mass; :func:`training.losses.decoy_margin_loss` then asks each measured
-spectrum to score its own prediction above the decoys' predictions by a margin.
+a batch, decoys of similar nominal mass; :func:`matchms_neims_training.distillation.losses.decoy_margin_loss` then asks
+each measured spectrum to score its own prediction above the decoys' predictions by a margin.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 from matchms_neims.chemistry import MoleculeError, describe, inchikey_block
 from matchms_neims.featurize import Featurizer, compact_features, expand_features
 from matchms_neims.problems import ProblemLog, RecordProblem
-from training.molecules import MoleculeFile
+from matchms_neims_training.data.molecules import MoleculeFile
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,8 @@ class DecoyBank:
     Parameters
     ----------
     path
-        A molecule file (``.smi``, ``.csv``/``.tsv`` or ``.sdf``; :class:`training.molecules.MoleculeFile`).
+        A molecule file (``.smi``, ``.csv``/``.tsv`` or ``.sdf``;
+        :class:`matchms_neims_training.data.molecules.MoleculeFile`).
     featurizer
         The model's featurizer (fingerprint kinds only).
     exclude_keys

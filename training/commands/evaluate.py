@@ -13,8 +13,9 @@ from matchms_neims.evaluation import SpectraSet, evaluate_model, format_report, 
 from matchms_neims.io import load_spectra, read_molecules
 from matchms_neims.predictor import NeimsPredictor
 from matchms_neims.utils import atomic_output
-from training.config import TrainConfig
-from training.data import SPLITS, CacheMetadata, build_cache, read_spectra
+from matchms_neims_training.config import TrainConfig
+from matchms_neims_training.data.cache import CacheMetadata, build_cache, read_spectra
+from matchms_neims_training.data.splits import SPLITS
 
 logger = logging.getLogger(__name__)
 

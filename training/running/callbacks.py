@@ -67,8 +67,8 @@ class RunProvenance(Callback):
     the featurizer, the fingerprint of the HDF5 cache (source file hash, cleaning, binning and split settings)
     and SHA-256 digests of the weights. Under EMA these are the averaged weights in ``state_dict`` and the live
     ones in ``current_model_state``; the callback must come after the weight-averaging callback, which rewrites
-    ``state_dict``. :meth:`check` (called by :func:`training.runner.fit` before it resumes) refuses a
-    checkpoint whose weights no longer match their digests (the file was changed), or whose cache fingerprint
+    ``state_dict``. :meth:`check` (called by :func:`matchms_neims_training.running.runner.fit` before it resumes)
+    refuses a checkpoint whose weights no longer match their digests (the file was changed), or whose cache fingerprint
     or model settings differ from this run's, with the reason; another package version is logged and resumes
     when the weights fit. Training settings (epochs, learning rate, threads, ...) may change between the run
     and its resumption.

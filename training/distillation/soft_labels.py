@@ -20,9 +20,9 @@ from matchms_neims.chemistry import QUOTED_SMILES_LENGTH, shortened
 from matchms_neims.io import MoleculeInput
 from matchms_neims.predictor import NeimsPredictor
 from matchms_neims.spectra import normalize_base_peak
-from matchms_neims.utils import atomic_path
-from training.config import TrainConfig
-from training.data import CacheMetadata, build_cache, file_sha256
+from matchms_neims.utils import atomic_path, file_sha256
+from matchms_neims_training.config import TrainConfig
+from matchms_neims_training.data.cache import CacheMetadata, build_cache
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +204,7 @@ class LabelFile:
 
     def at(self, position: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Teacher mean (LDS-smoothed if asked), std and embedding of the label at ``position``."""
-        from training.augment import smooth_spectra
+        from matchms_neims_training.data.augment import smooth_spectra
 
         if self._handle is None:
             self._handle = h5py.File(self.path, "r")

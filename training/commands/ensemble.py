@@ -10,8 +10,8 @@ import torch
 
 from matchms_neims.checkpoint import load_model, save_model
 from matchms_neims.models.ensemble import SpectrumEnsemble, TeacherEnsemble
-from training.data import file_sha256
-from training.runner import training_command
+from matchms_neims.utils import file_sha256
+from matchms_neims_training.running.runner import training_command
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Bond masking: for every molecule a fraction of its bonds (both directions) get a
 embedding instead of their features, and the encoder predicts their bond types (cross entropy) from
 the two atoms' final states; with ``pretraining.conformers > 0`` it also regresses their lengths,
 averaged over RDKit ETKDG conformers. Molecules come from SMILES/CSV/SDF files through lazy
-byte-offset indexes (:mod:`training.molecules`), plus the training split of the spectra data, and
+byte-offset indexes (:mod:`matchms_neims_training.data.molecules`), plus the training split of the spectra data, and
 graphs are built on the fly, so the molecule list never has to fit in RAM. Molecules of the
 validation and test splits are skipped so that no held-out structure is seen.
 """
@@ -23,14 +23,15 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from matchms_neims.chemistry import MoleculeError, inchikey_block
 from matchms_neims.featurize import molecular_graph
 from matchms_neims.problems import ProblemLog, RecordProblem
-from training.augment import conformer_distances
-from training.baseline import make_featurizer
-from training.config import TrainConfig
-from training.data import SPLITS, CacheMetadata, build_cache
-from training.losses import bond_masking_loss, sample_bond_mask
-from training.molecules import MoleculeFile, SmilesList
-from training.optim import module_optimization
-from training.runner import export, fit, prepare
+from matchms_neims_training.config import TrainConfig
+from matchms_neims_training.data.augment import conformer_distances
+from matchms_neims_training.data.cache import CacheMetadata, build_cache
+from matchms_neims_training.data.featurizer import make_featurizer
+from matchms_neims_training.data.molecules import MoleculeFile, SmilesList
+from matchms_neims_training.data.splits import SPLITS
+from matchms_neims_training.distillation.losses import bond_masking_loss, sample_bond_mask
+from matchms_neims_training.running.optim import module_optimization
+from matchms_neims_training.running.runner import export, fit, prepare
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ class MaskedBondDataset(Dataset):
     Parameters
     ----------
     sources
-        :class:`~training.molecules.MoleculeFile` / :class:`~training.molecules.SmilesList` objects.
+        :class:`~matchms_neims_training.data.molecules.MoleculeFile` /
+        :class:`~matchms_neims_training.data.molecules.SmilesList` objects.
     exclude_keys
         InChIKey first blocks to skip (the held-out molecules).
     conformers
