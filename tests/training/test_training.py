@@ -37,7 +37,8 @@ def test_the_bundled_recipe_config_round_trips_and_is_the_command_it_was_trained
         "distill.soft_loss=mse", "distill.temperature_start=1.0", "distill.temperature_end=1.0",
         "distill.soft_lds_sigma=0.0", "distill.mc_samples=10", "distill.transfer_mc_samples=4",
         "distill.transfer_molecules=[../shared/data/nist17_molecules.smi]", "distill.max_transfer_molecules=4000",
-        "trainer.output_dir=runs/baseline_formula_distill", "export.path=runs/baseline_formula_distill/model.pt"])
+        "trainer.output_dir=runs/baseline_formula_distill", "export.path=runs/baseline_formula_distill/model.pt",
+        "export.name=neims-formula-distilled", "export.version=0.2.0"])
     assert command.to_dict() == config.to_dict()
 
 
