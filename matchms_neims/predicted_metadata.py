@@ -1,6 +1,7 @@
 """The metadata of a predicted spectrum: who it is (name, SMILES, InChIKey, formula, masses), that it is a predicted
 70 eV EI spectrum, which model made it, and what the model says about it (uncertainty, expert weights, formula-head
-fallback). One plain function, used by the predictor, the library builder and the matchms filter.
+fallback). One plain function; :meth:`~matchms_neims.predictor.NeimsPredictor.spectrum_metadata` fills in its model's
+part, for ``predict_spectra``, the library builder and the matchms filter.
 """
 
 from __future__ import annotations

@@ -285,9 +285,9 @@ class NeimsPredictor:
         ``None`` for models without one."""
         if not featurized:
             return None
-        parts = []
-        for start in range(0, len(featurized), self._batch_size(batch_size)):
-            inputs, masses = self._model_inputs(featurized[start : start + self._batch_size(batch_size)])
+        parts, size = [], self._batch_size(batch_size)
+        for start in range(0, len(featurized), size):
+            inputs, masses = self._model_inputs(featurized[start : start + size])
             embedding = self.loaded.model.distillation_embedding(*inputs, masses)
             if embedding is None:
                 return None
