@@ -75,7 +75,7 @@ def test_bundled_model_predicts_ethanol_and_chlorine_isotopes():
     from matchms_neims import NeimsPredictor as PublicPredictor
 
     predictor = PublicPredictor()
-    assert predictor.model_name == "neims-baseline-formula"
+    assert predictor.model_name == "neims-formula-distilled"
     peaks = predictor.predict("CCO")
     top = peaks["mz"][np.argsort(peaks["intensity"])[::-1][:3]]
     assert 31 in top  # CH2OH+, the base peak of ethanol's EI spectrum
