@@ -14,7 +14,7 @@ import matchms_neims
 from matchms_neims.checkpoint import state_dict_digest
 from matchms_neims.utils import atomic_path
 
-logger = logging.getLogger("training")
+logger = logging.getLogger("matchms_neims_training")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
