@@ -82,7 +82,7 @@ class ProblemLog:
         self.log = log or logger
         self.count = 0
 
-    def report(self, problem: RecordProblem | Exception | str) -> None:
+    def report(self, problem: RecordProblem) -> None:
         """Count ``problem``, add it to the collected list and log it while under :data:`MAX_LOGGED_PROBLEMS`."""
         self.count += 1
         if self.collected is not None:

@@ -63,7 +63,6 @@ class RecordProblems(ProblemLog):
         if on_error not in ("skip", "raise"):
             raise ValueError("on_error must be 'skip' or 'raise'")
         super().__init__("bad records", where=path.name, collected=collected, log=logger)
-        self.path = path
         self.on_error = on_error
 
     def report(self, problem: RecordProblem) -> None:
