@@ -282,17 +282,14 @@ class NeimsPredictor:
                                 ) -> np.ndarray | None:
         """The model's molecule embedding per featurized molecule, ``(n, size)`` float32, that a distilled student's
         feature loss imitates (:meth:`~matchms_neims.models.capabilities.SpectrumModel.distillation_embedding`);
-        ``None`` for models without one."""
-        if not featurized:
+        ``None`` for models without one (``distillation_embedding_size`` 0)."""
+        size = self.loaded.model.distillation_embedding_size
+        if not size:
             return None
-        parts, size = [], self._batch_size(batch_size)
-        for start in range(0, len(featurized), size):
-            inputs, masses = self._model_inputs(featurized[start : start + size])
-            embedding = self.loaded.model.distillation_embedding(*inputs, masses)
-            if embedding is None:
-                return None
-            parts.append(embedding.float().cpu().numpy())
-        return np.concatenate(parts)
+        (embedding,) = self._run_in_chunks(
+            featurized, lambda inputs, masses, _: (self.loaded.model.distillation_embedding(*inputs, masses),),
+            [size], batch_size)
+        return embedding
 
     def predict_batch(self, items: Iterable, uncertainty_samples: int | None = None, batch_size: int | None = None
                       ) -> PredictionBatch:

@@ -57,6 +57,7 @@ def test_spectrum_is_the_weighted_mean_of_the_members(inputs):
     torch.testing.assert_close(out.spectrum, 0.75 * spectra[0] + 0.25 * spectra[1])
     torch.testing.assert_close(out.ecfp_embedding, first.ecfp_embedding)
     assert ensemble.max_mz == 200 and ensemble.weights == [0.75, 0.25]
+    assert ensemble.distillation_embedding_size == members[0].distillation_embedding_size == 32
 
 
 def test_mixture_uncertainty_counts_member_disagreement(inputs):

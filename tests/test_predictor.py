@@ -177,3 +177,27 @@ def test_the_torch_backend_runs_the_model_and_the_metadata_function_names_the_mo
         f"m:{info.inchikey}", "chlorobenzene", "C6H5Cl")
     assert metadata["model_version"] == "2" and metadata["formula_head_fallback"] == "too many subformulae"
     assert "prediction_uncertainty" not in metadata and "expert_weights" not in metadata
+
+
+def test_distillation_embeddings_follow_the_declared_size(tiny_predictor, tmp_path):
+    from matchms_neims.checkpoint import save_model
+    from matchms_neims.featurize import Featurizer
+    from matchms_neims.models.teacher import TeacherGNN
+
+    _, featurized, _ = tiny_predictor.featurize([as_molecule_input(s, i) for i, s in enumerate(["CCO", "c1ccccc1Cl"])])
+    assert tiny_predictor.loaded.model.distillation_embedding_size == 0
+    assert tiny_predictor.distillation_embeddings(featurized) is None  # a baseline MLP has no embedding
+    with pytest.raises(ValueError, match="declares no distillation embedding"):
+        tiny_predictor.loaded.model.distillation_embedding(torch.zeros(1, 4))
+
+    config = dict(atom_embedding_dim=8, bond_embedding_dim=8, hidden_size=8, n_layers=1, attention_hidden=8,
+                  ecfp_size=64, ecfp_hidden=(16, 12), fusion_hidden=(16,), max_mz=200)
+    torch.manual_seed(0)
+    path = save_model(tmp_path / "teacher.pt", TeacherGNN(**config).eval(), config,
+                      Featurizer("graph_ecfp_counts", max_mz=200, n_bits=64))
+    teacher = NeimsPredictor(path)
+    _, featurized, _ = teacher.featurize([as_molecule_input(s, i) for i, s in enumerate(["CCO", "c1ccccc1Cl", "CCN"])])
+    whole = teacher.distillation_embeddings(featurized)
+    assert whole.shape == (3, 12) and whole.dtype == np.float32
+    assert np.allclose(teacher.distillation_embeddings(featurized, batch_size=2), whole, atol=1e-6)  # chunked alike
+    assert teacher.distillation_embeddings([]).shape == (0, 12)

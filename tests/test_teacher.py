@@ -34,6 +34,8 @@ def test_shapes_and_mass_mask(inputs):
     assert out.bond_break_probability.shape == (graph.edge_index.shape[1],)
     assert ((out.bond_break_probability > 0) & (out.bond_break_probability < 1)).all()
     assert out.ecfp_embedding.shape == (3, 32) and out.graph_embedding.shape == (3, 96)
+    assert model.distillation_embedding_size == 32
+    torch.testing.assert_close(model.distillation_embedding(graph, ecfp, mass), out.ecfp_embedding)
     for row, m in zip(out.spectrum, mass.tolist()):
         assert row[m + 6 :].abs().sum() == 0 and (row >= 0).all()
 
@@ -132,6 +134,7 @@ def test_trunk_fusion_initialised_from_a_baseline_reproduces_it(inputs, tmp_path
     with torch.no_grad():
         torch.testing.assert_close(teacher(graph, counts, mass), baseline(counts, mass))
         assert teacher.forward_with_details(graph, counts, mass).ecfp_embedding.shape == (3, 48)
+    assert teacher.distillation_embedding_size == 48
     # the zero-initialised graph projection is trained, and then the graph changes the prediction
     teacher.train()
     teacher(graph, counts, mass).sum().backward()

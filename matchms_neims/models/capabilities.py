@@ -8,7 +8,9 @@ model can do, so callers ask the model instead of probing it for methods:
 - ``has_expert_weights``: ``forward_with_details(*inputs, nominal_mass)`` gives ``expert_weights`` of
   ``n_experts`` experts (a mixture of experts);
 - ``reads_graphs``: the inputs are molecular graphs (PyTorch Geometric batches), not one fingerprint tensor;
-- ``reads_formula``: the fingerprint ends with the formula count vector (a formula head reads it).
+- ``reads_formula``: the fingerprint ends with the formula count vector (a formula head reads it);
+- ``distillation_embedding_size``: the width of the molecule embedding ``distillation_embedding(*inputs,
+  nominal_mass)`` gives, which a distilled student's feature loss imitates (0: the model has none).
 
 :attr:`SpectrumModel.formula_head` and :attr:`SpectrumModel.export_obstacle` follow from them.
 """
@@ -30,6 +32,7 @@ class SpectrumModel(nn.Module):
     has_expert_weights: ClassVar[bool] = False
     reads_graphs: ClassVar[bool] = False
     reads_formula: bool = False
+    distillation_embedding_size: int = 0
 
     @property
     def formula_head(self) -> FormulaHead | None:
@@ -82,10 +85,10 @@ class SpectrumModel(nn.Module):
                 torch.random.set_rng_state(generator_state)
         return samples.mean(dim=0), samples.std(dim=0)
 
-    def distillation_embedding(self, *inputs: torch.Tensor) -> torch.Tensor | None:
-        """The molecule embedding a student's feature loss imitates, ``(batch, size)``; ``None``: the model has none
-        (the teachers give their ``ecfp_embedding``)."""
-        return None
+    def distillation_embedding(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The molecule embedding a student's feature loss imitates, ``(batch, distillation_embedding_size)`` (the
+        teachers give their ``ecfp_embedding``); only models that declare a size have one."""
+        raise ValueError(f"{type(self).__name__} declares no distillation embedding")
 
     def deterministic_outputs(self, *inputs) -> tuple[torch.Tensor, ...]:
         """A forward pass: ``(spectrum, expert_weights)`` for a mixture of experts, else ``(spectrum,)``."""

@@ -123,6 +123,7 @@ class TeacherEnsemble(SpectrumEnsemble):
 
     def __init__(self, members: Sequence[dict], weights: Sequence[float] | None = None):
         super().__init__(members, weights, member_class="TeacherGNN", average="sqrt")
+        self.distillation_embedding_size = self.members[0].distillation_embedding_size
 
     def forward_with_details(self, graph, ecfp: torch.Tensor, nominal_mass: torch.Tensor) -> TeacherOutput:
         """Weighted mean spectrum and bond-breaking probability; embeddings of the first member.

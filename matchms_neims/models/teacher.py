@@ -192,6 +192,7 @@ class TeacherGNN(SpectrumModel):
                 *([nn.LayerNorm(fusion_width), nn.ReLU()] if fusion_blocks else []))
         self.head = make_spectrum_head(head, fusion_hidden[-1], max_mz, isotope_margin, formula_head)
         self.reads_formula = head != "bidirectional"
+        self.distillation_embedding_size = fusion_width if fusion_mode == "trunk" else ecfp_hidden[-1]
         # self-supervised bond masking: a learnt "masked bond" embedding and heads over the bond's two atoms
         self.bond_mask_embedding = nn.Parameter(torch.randn(bond_embedding_dim) * 0.1)
         self.bond_type_head = nn.Sequential(nn.Linear(2 * hidden_size, attention_hidden), nn.ReLU(),
